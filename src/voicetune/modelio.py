@@ -1,0 +1,68 @@
+"""Load the model's tokenizer (and later weights) from the hub, a folder, or a GGUF file.
+
+Reading a GGUF with transformers costs ~12 s for the tokenizer alone (it imports torch and
+parses the whole file), so the first load saves a plain tokenizer folder into the cache and
+later loads take it from there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from voicetune.cache import Cache, digest
+from voicetune.errors import UserError
+
+
+def _gguf_id(model_cfg) -> str:
+    """Cache id of a GGUF source: its name, size and mtime (hashing 100 MB each run is waste)."""
+    path = Path(model_cfg.name_or_path) / model_cfg.gguf_file
+    if not path.is_file():
+        raise UserError(f"model.gguf_file={model_cfg.gguf_file!r}: no such file in {model_cfg.name_or_path}")
+    stat = path.stat()
+    return digest([str(path), stat.st_size, int(stat.st_mtime)])[:16]
+
+
+def load_tokenizer(model_cfg, cache: Cache):
+    """The model's tokenizer with the configured chat template applied."""
+    from transformers import AutoTokenizer
+
+    if model_cfg.gguf_file:
+        folder = cache.models(f"tokenizer-{model_cfg.name}-{_gguf_id(model_cfg)}")
+        if not folder.is_dir():
+            tok = AutoTokenizer.from_pretrained(model_cfg.name_or_path, gguf_file=model_cfg.gguf_file)
+            _save_atomic(tok, folder)
+        tok = AutoTokenizer.from_pretrained(folder)
+    else:
+        try:
+            tok = AutoTokenizer.from_pretrained(model_cfg.name_or_path)
+        except OSError as exc:
+            raise UserError(f"model.name_or_path={model_cfg.name_or_path!r}: cannot load a tokenizer ({exc})".splitlines()[0])
+    if model_cfg.chat_template:
+        tok.chat_template = model_cfg.chat_template
+    return tok
+
+
+def _save_atomic(obj, folder: Path) -> None:
+    """save_pretrained into a temp folder, then rename, so a killed run leaves nothing half-written."""
+    tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:6]}")
+    obj.save_pretrained(tmp)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def chat_token_counter(tokenizer):
+    """A function messages -> token count under the model's chat template."""
+
+    def count(messages: list[dict]) -> int:
+        ids = tokenizer.apply_chat_template(messages, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return len(ids)
+
+    return count
