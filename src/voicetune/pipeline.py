@@ -100,6 +100,7 @@ class Run:
 
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.cache = Cache(cfg.cache_dir)
         self.keys: dict[str, str] = {}
         self.outputs: dict[str, Path] = {}
@@ -163,7 +164,6 @@ class Run:
         link.symlink_to(target, target_is_directory=True)
 
     def _write_manifest(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
         (self.run_dir / "run.json").write_text(json.dumps(self.manifest, indent=2, default=str))
 

@@ -116,10 +116,10 @@ def within_limits(units: list[dict], shape: str, cfg, budget: Budget, dropped: l
                 part["tokens"] = budget.count_text(part["text"])
             kept += [p for p in parts if not lim or lim.min_words <= p["words"] <= lim.max_words]
             if not parts:
-                dropped.append({**unit, "reason": "too long for the token budget, no 2-paragraph split fits"})
+                dropped.append({**unit, "reason": "too long: no split into 2+ whole paragraphs fits the budget"})
         else:
-            dropped.append({**unit, "reason": f"{unit['tokens']} tokens: over the budget of {budget.max_tokens}"
-                            if not budget.fits(unit["tokens"]) else f"over {lim.max_words} words"})
+            dropped.append({**unit, "reason": f"too long: {unit['tokens']} tokens, over the budget of "
+                            f"{budget.max_tokens}" if not budget.fits(unit["tokens"]) else f"over {lim.max_words} words"})
     return kept
 
 
