@@ -1,0 +1,257 @@
+"""pairs stage: every unit x rough style -> (rough draft, polished original), gated.
+
+Remote replies are appended to a request journal (one fsync'd JSONL line per finished
+request) before anything else uses them, so a run killed at any moment and rerun never pays
+twice; the outputs are rebuilt from the journal at the end, so they never hold duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from voicetune import gates
+from voicetune.cache import Cache, digest
+from voicetune.errors import DryRun, UserError
+from voicetune.generators import Generator, Reply, Request, estimate_tokens, make_generator
+
+JOURNAL = "pairs-requests"
+
+
+@dataclass(frozen=True)
+class Item:
+    unit: dict[str, Any]
+    style: str
+    request: Request
+
+
+def load_units(folder: Path) -> list[dict[str, Any]]:
+    """Units from `<folder>/units.jsonl`; a bad line or a repeated id is a UserError."""
+    path = Path(folder) / "units.jsonl"
+    if not path.is_file():
+        raise UserError(f"pairs: {path} not found (run the units stage first)")
+    units, seen = [], set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            unit = json.loads(line)
+            uid, _ = unit["id"], unit["text"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{path}:{number}: not a unit record ({exc})") from None
+        if uid in seen:
+            raise UserError(f"{path}:{number}: unit id {uid!r} appears twice")
+        seen.add(uid)
+        units.append(unit)
+    return units
+
+
+def request_key(gen: Any, template: str, style: Any, text: str) -> str:
+    """Content address of one request: everything that changes what the model returns."""
+    return digest({
+        "backend": gen.backend, "model": gen.model, "prompt": template, "style": style.name,
+        "instruction": style.instruction, "text": text, "temperature": gen.temperature,
+        "max_tokens": gen.max_output_tokens, "seed": gen.seed,
+    })
+
+
+def plan(cfg: Any, units: list[dict[str, Any]]) -> list[Item]:
+    """Every (unit, style) item, sorted by unit id then style name."""
+    template = cfg.data.prompt
+    try:
+        template.format(instruction="", text="")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UserError(f"data.prompt: the template may only use {{instruction}} and {{text}} "
+                        f"placeholders ({type(exc).__name__}: {exc})") from None
+    items = []
+    for unit in sorted(units, key=lambda u: u["id"]):
+        for style in sorted(cfg.data.rough_styles, key=lambda s: s.name):
+            prompt = template.format(instruction=style.instruction, text=unit["text"])
+            key = request_key(cfg.generator, template, style, unit["text"])
+            items.append(Item(unit, style.name, Request(key, unit["id"], style.name,
+                                                        unit["text"], prompt)))
+    return items
+
+
+class Journal:
+    """Append-only JSONL of finished requests; a torn last line (kill -9) is skipped."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.file = None
+
+    def load(self) -> dict[str, Reply]:
+        replies: dict[str, Reply] = {}
+        if not self.path.exists():
+            return replies
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+                replies[record["key"]] = Reply(**record["reply"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        return replies
+
+    def append(self, key: str, request: Request, reply: Reply) -> None:
+        if self.file is None:
+            self.file = open(self.path, "ab")
+            # A line torn by kill -9 has no newline: start on a fresh line so it stays alone.
+            if self.file.tell() and _last_byte(self.path) != b"\n":
+                self.file.write(b"\n")
+        record = {"key": key, "unit_id": request.unit_id, "style": request.style,
+                  "reply": reply.record(), "time": time.time()}
+        self.file.write((json.dumps(record, ensure_ascii=False) + "\n").encode())
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
+def run(cfg: Any, inputs: dict[str, Path], out: Path) -> dict[str, Any]:
+    """Build pairs.jsonl, rejected.jsonl and stats.json in `out`; return the stats."""
+    start = time.monotonic()
+    items = plan(cfg, load_units(inputs["units"]))
+    journal = Journal(Cache(cfg.cache_dir).journal(JOURNAL))
+    remote = cfg.generator.backend != "offline"
+    cached = journal.load() if remote else {}
+    todo = [item for item in items if item.request.key not in cached]
+    if cfg.generator.dry_run:
+        raise DryRun(dry_run_message(cfg.generator, todo, len(items)))
+    generator = make_generator(cfg.generator)
+    try:
+        fresh = asyncio.run(generate(generator, todo, journal, cfg.generator.concurrency))
+    finally:
+        journal.close()
+    stats = write_outputs(cfg, items, {**cached, **fresh}, out)
+    stats.update(usage_stats(cfg.generator, fresh.values(), remote))
+    stats.update(calls_planned=len(items), served_from_cache=len(items) - len(todo),
+                 requests_sent=len(fresh), seconds=round(time.monotonic() - start, 2))
+    (Path(out) / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    print(summary(stats))
+    return stats
+
+
+async def generate(generator: Generator, todo: list[Item], journal: Journal,
+                   concurrency: int) -> dict[str, Reply]:
+    """Send every request with bounded concurrency; a UserError cancels the rest."""
+    from tqdm import tqdm
+
+    semaphore, replies = asyncio.Semaphore(concurrency), {}
+    progress = tqdm(total=len(todo), desc="pairs", unit="req", disable=not todo)
+
+    async def one(item: Item) -> None:
+        async with semaphore:
+            reply = await generator.complete(item.request)
+        # Transient failures are not journaled, so a rerun retries them.
+        if generator.remote and reply.error != "request_failed":
+            journal.append(item.request.key, item.request, reply)
+        replies[item.request.key] = reply
+        progress.update()
+
+    fatal = None
+    try:
+        async with asyncio.TaskGroup() as group:
+            for item in todo:
+                group.create_task(one(item))
+    except* UserError as errors:
+        fatal = errors.exceptions[0]
+    finally:
+        progress.close()
+        await generator.aclose()
+    if fatal is not None:
+        raise fatal
+    return replies
+
+
+def judge(item: Item, reply: Reply, gate_cfg: Any) -> gates.Verdict | None:
+    """Why the item is not a pair (an error kind or a gate), or None."""
+    if reply.error:
+        return gates.Verdict(reply.error, reply.detail)
+    return gates.evaluate(item.unit["text"], reply.content, reply.finish_reason, gate_cfg)
+
+
+def write_outputs(cfg: Any, items: list[Item], replies: dict[str, Reply],
+                  out: Path) -> dict[str, Any]:
+    """pairs.jsonl and rejected.jsonl in item order; counts for stats.json."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs, rejected = [], []
+    for item in items:
+        reply, unit = replies[item.request.key], item.unit
+        where = {"paper": unit.get("paper"), "section": unit.get("section"),
+                 "shape": unit.get("shape"), "style": item.style}
+        verdict = judge(item, reply, cfg.data.gates)
+        if verdict:
+            rejected.append({"unit_id": unit["id"], **where, "reason": verdict.reason,
+                             "detail": verdict.detail, "rough": reply.content})
+            continue
+        pairs.append({"id": f"{unit['id']}/{item.style}", "unit_id": unit["id"], **where,
+                      "rough": reply.content, "original": unit["text"],
+                      "words_rough": len(reply.content.split()),
+                      "words_original": len(unit["text"].split()),
+                      "generator": cfg.generator.model})
+    _write_jsonl(out / "pairs.jsonl", pairs)
+    _write_jsonl(out / "rejected.jsonl", rejected)
+    reasons = Counter(r["reason"] for r in rejected)
+    return {"pairs": len(pairs), "rejected": len(rejected), "rejected_by_reason": dict(reasons)}
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    os.replace(tmp, path)
+
+
+def usage_stats(gen: Any, replies: Iterable[Reply], remote: bool) -> dict[str, Any]:
+    """Tokens and dollars for the requests sent by this run."""
+    replies = list(replies)
+    prompt = sum(r.prompt_tokens for r in replies)
+    completion = sum(r.completion_tokens for r in replies)
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "tokens_estimated": not remote, "cost_usd": round(cost(gen, prompt, completion), 4)}
+
+
+def cost(gen: Any, prompt_tokens: float, completion_tokens: float) -> float:
+    """USD at the configured per-million-token prices."""
+    return (prompt_tokens * gen.price_input_per_1m
+            + completion_tokens * gen.price_output_per_1m) / 1e6
+
+
+def dry_run_message(gen: Any, todo: list[Item], planned: int) -> str:
+    """What the uncached calls would cost: words x 1.35 tokens in and out."""
+    prompt = sum(estimate_tokens(item.request.prompt) for item in todo)
+    completion = sum(estimate_tokens(item.request.text) for item in todo)
+    dollars = cost(gen, prompt, completion)
+    message = (f"pairs dry run: {len(todo):,} of {planned:,} calls not cached; "
+               f"~{prompt:,} input + ~{completion:,} output tokens (words x 1.35); "
+               f"~${dollars:,.2f} at ${gen.price_input_per_1m}/${gen.price_output_per_1m} "
+               f"per 1M tokens with {gen.backend}:{gen.model}; nothing was sent")
+    print(message)
+    return message
+
+
+def summary(stats: dict[str, Any]) -> str:
+    """One paragraph for the console."""
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(stats["rejected_by_reason"].items()))
+    estimated = " (estimated)" if stats["tokens_estimated"] else ""
+    return (f"pairs: {stats['pairs']:,} of {stats['calls_planned']:,} items accepted, "
+            f"{stats['rejected']:,} rejected{f' ({reasons})' if reasons else ''}; "
+            f"{stats['served_from_cache']:,} served from cache, {stats['requests_sent']:,} "
+            f"requests sent, {stats['prompt_tokens']:,} prompt + "
+            f"{stats['completion_tokens']:,} completion tokens{estimated}, "
+            f"${stats['cost_usd']:.2f}; {stats['seconds']:.1f} s.")
