@@ -1,0 +1,386 @@
+"""Stage `extract`: Word papers -> clean, section-tagged prose (one markdown file per paper).
+
+`ooxml` turns a file into body paragraphs (accepted tracked changes, no comments, fields,
+notes, tables or text boxes); this module decides what each paragraph is: front matter,
+caption, heading (by style, or a short whitelisted line), prose, or the end of the paper.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from voicetune.errors import UserError
+from voicetune.ooxml import DocxError, Para, read_document
+
+SUFFIXES = {".docx", ".docm", ".doc"}
+MIN_WORDS = 300  # below this a paper is flagged: a letter at best, usually a bad extraction
+ABSTRACT_LABELS = {
+    "importance", "objective", "objectives", "design setting and participants",
+    "design", "setting", "participants", "interventions", "exposure", "exposures",
+    "main outcomes and measures", "results", "conclusions and relevance", "conclusions",
+    "conclusion", "background", "methods", "aims", "aim", "purpose", "findings",
+    "interpretation", "context", "trial registration", "significance",
+}
+FRONT_STYLES = {
+    "title", "subtitle", "author", "authors", "date", "affiliation", "address",
+    "keywords", "email", "correspondence", "abstract title",
+}
+_NUMBERING = re.compile(
+    r"^\s*(?:\d+(?:\.\d+)*\.?\s+|\d+(?:\.\d+)*[.)]\s*|[ivxlcdm]+[.)]\s*|[a-z][.)]\s+)", re.I)
+_CAPTION = re.compile(
+    r"^(?:supplementary\s+)?(?:figure|fig\.?|table|scheme|chart|plate)\s*[a-z]?\d+[a-z]?\s*[:.|–—-]",
+    re.I)
+_INLINE_LABEL = re.compile(r"^([A-Za-z][A-Za-z ,&/-]{1,60}?)\s*[:–—]\s+(\S.*)$")
+LABEL_CHARS = 64  # an inline label ("Funding:") ends within this many characters
+CAPTION_INITIALS = frozenset("FfTtSsCcPp")  # figure, table, supplementary, scheme, chart, plate
+_FRONT_LINE = re.compile(
+    r"\S+@\S+\.\w|^\W*(?:correspond|keywords?\b|key words|received|accepted|published|"
+    r"revised|available online|doi\b|orcid|copyright|©|citation:|these authors)"
+    r"|^[\d*†‡§¹²³⁴⁵⁶⁷⁸⁹\s,]*(?:department|dept\.|school of|faculty|institute|university|"
+    r"division of|cent(?:er|re) for|laborator|hospital|college)",
+    re.I)
+_SLUG = re.compile(r"[^a-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The corpus config turned into lookups: normalized heading -> what it means."""
+
+    sections: dict[str, str]  # synonym -> canonical name
+    excluded: frozenset[str]
+    end_markers: frozenset[str]
+    max_heading_chars: int
+    # Headings repeat across a corpus ("Introduction"): remember what each one meant.
+    _seen: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_config(cls, corpus) -> "Rules":
+        """Build from `cfg.corpus` (CorpusConfig-shaped)."""
+        sections = {norm(name): name for name in corpus.sections}
+        for name, synonyms in corpus.sections.items():
+            sections.update({norm(s): name for s in synonyms})
+        return cls(sections, frozenset(norm(x) for x in corpus.excluded),
+                   frozenset(norm(x) for x in corpus.end_markers), corpus.max_heading_chars)
+
+    def meaning(self, text: str, styled: bool) -> tuple[str, str] | None:
+        """("end"|"excluded"|"section", canonical) for a heading text, None if unknown."""
+        if (text, styled) not in self._seen:
+            self._seen[text, styled] = self._meaning(norm(text), styled)
+        return self._seen[text, styled]
+
+    def _meaning(self, key: str, styled: bool) -> tuple[str, str] | None:
+        if key in self.end_markers:
+            return ("end", key)
+        if key in self.excluded:
+            return ("excluded", key)
+        if key in self.sections:
+            return ("section", self.sections[key])
+        if styled and _affix_match(key, self.end_markers):
+            return ("end", key)
+        if styled and _affix_match(key, self.excluded):
+            return ("excluded", key)
+        # "Discussion/Conclusion", "Methods and Results": the first part names the section.
+        for part in re.split(r"/| and ", key):
+            if part.strip() in self.sections:
+                return ("section", self.sections[part.strip()])
+        return None
+
+
+def norm(text: str) -> str:
+    """Heading text for matching: numbering, punctuation and case removed, & -> and."""
+    text = _NUMBERING.sub("", text.replace("&", " and ")).lower()
+    return " ".join(re.sub(r"[^\w/ ]+", " ", text).split())
+
+
+def _affix_match(key: str, phrases: frozenset[str]) -> bool:
+    """'code and data availability' ends with 'data availability'; 'references and notes'."""
+    return any(key.startswith(p + " ") or key.endswith(" " + p) for p in phrases)
+
+
+@dataclass
+class Section:
+    name: str
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+
+    @property
+    def words(self) -> int:
+        # Paragraph text is whitespace-normalised: words = spaces + 1.
+        return sum(p.count(" ") + 1 for p in self.paragraphs)
+
+
+@dataclass
+class Paper:
+    id: str
+    title: str
+    source: str
+    sha256: str
+    sections: list[Section]
+    warnings: list[str]
+
+    @property
+    def words(self) -> int:
+        return sum(s.words for s in self.sections)
+
+
+class _Builder:
+    """Walks paragraphs once, keeping the state that decides where each one goes."""
+
+    def __init__(self, rules: Rules, top: int | None):
+        self.rules, self.top = rules, top
+        self.sections: list[Section] = []
+        self.skip_level: int | None = None  # inside an excluded block opened at this level
+        self.headings = 0
+        self.ended = False
+
+    @property
+    def current(self) -> Section | None:
+        return self.sections[-1] if self.sections else None
+
+    def open(self, name: str, title: str) -> None:
+        self.sections.append(Section(name, title))
+        self.skip_level = None
+
+    def add(self, p: Para) -> None:
+        """Route one paragraph: heading, excluded, front matter, or prose."""
+        if p.style == "bibliography":
+            self.ended = True
+        elif _is_caption(p):
+            return
+        elif p.level is not None and p.level >= 1:
+            self._styled_heading(p)
+        elif not self._plain_heading(p):
+            self._prose(p)
+
+    def _styled_heading(self, p: Para) -> None:
+        meaning = self.rules.meaning(p.text, styled=True)
+        level = p.level
+        if meaning and meaning[0] == "end":
+            self.ended = True
+        elif self.skip_level is not None and level > self.skip_level:
+            return  # a sub-heading of an excluded block: still excluded
+        elif self.top is None or level <= self.top:
+            self._top_heading(p.text, meaning, level)
+        elif meaning and meaning[0] == "excluded":
+            self.skip_level = level  # "Acknowledgements" as a sub-heading of Conclusion
+        else:
+            self.skip_level = None
+            if self.current and self.current.name == "abstract" and norm(p.text) in ABSTRACT_LABELS:
+                self.current.paragraphs.append(p.text)  # structured abstract label, kept
+
+    def _top_heading(self, text: str, meaning, level: int) -> None:
+        self.headings += 1
+        if meaning and meaning[0] == "excluded":
+            self.skip_level = level
+        else:
+            self.open(meaning[1] if meaning else "unknown", text)
+
+    def _plain_heading(self, p: Para) -> bool:
+        """A short unstyled line that names a known section (or an unknown bold sub-heading)."""
+        text = p.text
+        if len(text) >= self.rules.max_heading_chars or text.endswith(":"):
+            return False
+        in_abstract = self.current is not None and self.current.name == "abstract"
+        if in_abstract and norm(text) in ABSTRACT_LABELS:
+            return False  # a structured abstract's label line stays in the abstract
+        meaning = self.rules.meaning(text, styled=False)
+        if meaning:
+            if meaning[0] == "end":
+                self.ended = True
+            else:
+                self._top_heading(text, meaning, self.top or 1)
+            return True
+        # An unlisted bold line without a full stop is a sub-heading: not prose.
+        return p.bold and self.current is not None and not text.endswith((".", "?", "!"))
+
+    def _prose(self, p: Para) -> None:
+        if self.skip_level is not None:
+            return
+        label, rest = _inline_label(p.text)
+        meaning = self.rules.meaning(label, styled=False) if label else None
+        if meaning and meaning[0] == "excluded":
+            return  # "Funding: This work was supported by ..."
+        if self.current is None:
+            if meaning == ("section", "abstract"):
+                self.open("abstract", label)
+                self.current.paragraphs.append(rest)
+                return
+            if p.style == "abstract":
+                self.open("abstract", "Abstract")
+            elif p.style in FRONT_STYLES or _FRONT_LINE.search(p.text) or not _is_prose(p.text):
+                return
+            else:
+                self.open("unknown", "")
+        self.current.paragraphs.append(p.text)
+
+
+def _inline_label(text: str) -> tuple[str, str]:
+    head = text[:LABEL_CHARS]
+    if ":" not in head and "–" not in head and "—" not in head:
+        return ("", text)  # most paragraphs: skip the regex
+    match = _INLINE_LABEL.match(text)
+    return (match.group(1), match.group(2)) if match else ("", text)
+
+
+def _is_caption(p: Para) -> bool:
+    return "caption" in p.style or (p.text[0] in CAPTION_INITIALS and bool(_CAPTION.match(p.text)))
+
+
+def _is_prose(text: str) -> bool:
+    """Front matter lines (names, affiliations, dates) are short or lack a sentence end."""
+    return len(text.split()) >= 12 and text.rstrip()[-1] in ".!?)\"”'’"
+
+
+def top_level(paras: list[Para], rules: Rules) -> int | None:
+    """The paper's own top heading level: Heading 1 in JOSS, Heading 2 in Manubot."""
+    levels = [p.level for p in paras if p.level is not None and p.level >= 1]
+    known = [p.level for p in paras
+             if p.level is not None and p.level >= 1 and rules.meaning(p.text, styled=True)]
+    return min(known or levels) if levels else None
+
+
+def structure(paras: list[Para], rules: Rules) -> tuple[str, list[Section], list[str]]:
+    """(title, sections, warnings) of one paper's paragraphs."""
+    title = next((p.text for p in paras if p.level == 0), paras[0].text if paras else "")
+    builder = _Builder(rules, top_level(paras, rules))
+    for p in paras:
+        builder.add(p)
+        if builder.ended:
+            break
+    sections = [s for s in builder.sections if s.paragraphs]
+    warnings = []
+    if builder.headings == 0:
+        sections = [Section("body", "", [t for s in sections for t in s.paragraphs])]
+        warnings.append("no headings found: one body section")
+    unknown = [s.title or "(before the first heading)" for s in sections if s.name == "unknown"]
+    if unknown:
+        warnings.append("unknown sections: " + ", ".join(unknown))
+    return title, [s for s in sections if s.paragraphs], warnings
+
+
+def slug(stem: str) -> str:
+    """Paper id: the file stem lower-cased, runs of other characters -> '-'."""
+    return _SLUG.sub("-", stem.lower()).strip("-") or "paper"
+
+
+def extract_paper(path: Path, rules: Rules) -> Paper:
+    """One file -> Paper; DocxError (one-line reason) when unreadable or without prose."""
+    doc = read_document(path, rules.max_heading_chars)
+    title, sections, warnings = structure(doc.paragraphs, rules)
+    paper = Paper(slug(path.stem), title, path.name, doc.sha256, sections, warnings)
+    if paper.words == 0:
+        raise DocxError("no prose found (only front matter, tables or headings)")
+    if paper.words < MIN_WORDS:
+        warnings.append(f"very short paper ({paper.words} words)")
+    return paper
+
+
+def corpus_files(corpus_cfg) -> list[Path]:
+    """Sorted input files under corpus_cfg.path (recursive): *.docx, *.docm, *.doc, case-insensitive, including ~$lock files (they get error rows)."""
+    root = Path(os.path.expanduser(corpus_cfg.path))
+    if not root.is_dir():
+        raise UserError(f"corpus.path={corpus_cfg.path!r}: must be an existing folder of .docx files")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+
+
+def run(cfg, inputs: dict, out: Path) -> dict:
+    """Stage entry: corpus files -> out/papers/*.md, out/papers.jsonl, out/report.json."""
+    rules = Rules.from_config(cfg.corpus)
+    files = corpus_files(cfg.corpus)
+    papers, rows, ids = [], [], set()
+    root = Path(os.path.expanduser(cfg.corpus.path))
+    for path in progress(files, "extract"):
+        rel = path.relative_to(root)  # rows and cached outputs never hold absolute paths
+        try:
+            paper = extract_paper(path, rules)
+        except DocxError as exc:
+            rows.append(_row(rel, "error", [], 0, str(exc)))
+            continue
+        paper.id = _unique(paper.id, ids)
+        papers.append(paper)
+        status = "warning" if paper.warnings else "ok"
+        rows.append(_row(rel, status, [s.name for s in paper.sections], paper.words,
+                         "; ".join(paper.warnings)))
+    write_outputs(out, papers, rows)
+    print_report(rows)
+    if not papers:
+        raise UserError(f"corpus.path={cfg.corpus.path!r}: no paper could be extracted from "
+                        f"{len(files)} file(s); see {out / 'report.json'}")
+    summary = {k: sum(r["status"] == k for r in rows) for k in ("ok", "warning", "error")}
+    return {"files": len(files), **summary, "papers": len(papers),
+            "words": sum(p.words for p in papers)}
+
+
+def _row(path: Path, status: str, sections: list[str], words: int, reason: str) -> dict:
+    return {"file": path.as_posix(), "status": status, "sections": sections, "words": words,
+            "reason": reason}
+
+
+def _unique(pid: str, taken: set[str]) -> str:
+    """Two files may slug alike (a/Paper.docx, b/paper.docx): suffix -2, -3, ..."""
+    candidate, n = pid, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{pid}-{n}"
+    taken.add(candidate)
+    return candidate
+
+
+def paper_record(paper: Paper) -> dict:
+    """The papers.jsonl row."""
+    return {"id": paper.id, "title": paper.title, "source": paper.source,
+            "sha256": paper.sha256, "words": paper.words, "warnings": paper.warnings,
+            "sections": [{"name": s.name, "title": s.title, "paragraphs": s.paragraphs}
+                         for s in paper.sections]}
+
+
+def paper_markdown(paper: Paper) -> str:
+    """YAML frontmatter, then `## Title` and blank-line separated paragraphs per section."""
+    import yaml
+
+    meta = {"title": paper.title, "source": paper.source, "sha256": paper.sha256,
+            "sections": [{"name": s.name, "title": s.title, "words": s.words}
+                         for s in paper.sections],
+            "words": paper.words, "warnings": paper.warnings}
+    parts = ["---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---"]
+    for s in paper.sections:
+        parts.append(f"## {s.title or s.name.capitalize()}")
+        parts.extend(s.paragraphs)
+    return "\n\n".join(parts) + "\n"
+
+
+def write_outputs(out: Path, papers: list[Paper], rows: list[dict]) -> None:
+    """papers/<id>.md, papers.jsonl and report.json under `out`."""
+    (out / "papers").mkdir(parents=True, exist_ok=True)
+    for paper in papers:
+        (out / "papers" / f"{paper.id}.md").write_text(paper_markdown(paper), encoding="utf-8")
+    lines = [json.dumps(paper_record(p), ensure_ascii=False) + "\n" for p in papers]
+    (out / "papers.jsonl").write_text("".join(lines), encoding="utf-8")
+    (out / "report.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False),
+                                     encoding="utf-8")
+
+
+def progress(files: list[Path], label: str):
+    """A rich progress bar over files (rich writes plain lines when not on a terminal)."""
+    from rich.progress import track
+
+    return track(files, description=label, total=len(files))
+
+
+def print_report(rows: list[dict]) -> None:
+    """The extraction report as a rich table: one row per file."""
+    from rich.console import Console
+    from rich.table import Table
+
+    colour = {"ok": "green", "warning": "yellow", "error": "red"}
+    table = Table(title="extract report")
+    for column in ("file", "status", "sections", "words", "reason"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r["file"], f"[{colour[r['status']]}]{r['status']}",
+                      ", ".join(r["sections"]), str(r["words"]), r["reason"])
+    Console().print(table)
