@@ -25,7 +25,27 @@ def view(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-COMMANDS = (view,)
+def compare(sub: argparse._SubParsersAction) -> None:
+    """voicetune compare PATH...: one static HTML report comparing runs (no W&B needed)."""
+    p = sub.add_parser("compare", help="write an HTML report comparing runs")
+    p.add_argument("paths", type=Path, nargs="+", help="run dirs, or a multirun dir (expands to its runs)")
+    p.add_argument("-o", "--out", type=Path, help="report file (default: FIRST_PATH/compare.html)")
+    p.add_argument("--open", action="store_true", help="open the report in a browser")
+
+    def run(args: argparse.Namespace) -> None:
+        from voicetune.compare import build_report
+
+        out = build_report(args.paths, args.out)
+        print(out)
+        if args.open:
+            import webbrowser
+
+            webbrowser.open(out.resolve().as_uri())
+
+    p.set_defaults(run=run)
+
+
+COMMANDS = (view, compare)
 
 
 def parser() -> argparse.ArgumentParser:
