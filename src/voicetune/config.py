@@ -288,12 +288,14 @@ def smollm2_dir() -> str:
 # ---------------------------------------------------------------- validation
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SECRET_LIKE = re.compile(r"^(sk-|sk_|pk-|AIza|ghp_|hf_|xox[bp]-)|^[A-Za-z0-9+/=_\-]{32,}$")
+SECRET_PREFIX = re.compile(r"^(sk-|sk_|pk-|AIza|ghp_|hf_|xox[bp]-)")
+# A long unbroken run of letters and digits (no path separators, no spaces): a key, not a name.
+SECRET_BODY = re.compile(r"^(?=.*\d)(?=.*[a-z])[A-Za-z0-9_\-]{32,}$")
 
 
 def looks_like_secret(value: str) -> bool:
-    """True for strings shaped like API keys rather than env-var names."""
-    return bool(SECRET_LIKE.search(value)) and not value.isupper()
+    """True for strings shaped like API keys rather than env-var names or paths."""
+    return bool(SECRET_PREFIX.search(value) or SECRET_BODY.match(value)) and not value.isupper()
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:

@@ -1,0 +1,160 @@
+"""W&B tracking: one run per pipeline run, offline by default, files inside the run dir.
+
+`start(cfg, run_dir)` returns a Tracker. While it is open `wandb.run` is set, so the HF
+Trainer (report_to="wandb") logs into the same run: its WandbCallback reuses an active run
+and leaves it open at the end of training, hence `Tracker.finish()`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from voicetune.config import looks_like_secret
+from voicetune.errors import UserError
+
+REDACTED = "<redacted>"
+SECRET_KEY = re.compile(r"api_key", re.IGNORECASE)
+# Env vars whose values must never leave the process, whatever they look like.
+SECRET_ENV_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+# Shorter env values ("1", "true", "/root") would redact innocent config text.
+MIN_SECRET_LEN = 8
+# looks_like_secret() also matches dot-free absolute paths ("/work/main/src/voicetune/demo_corpus"
+# is 36 characters of its key alphabet); keys never start like a path.
+PATH_START = ("/", "~", "./", "../")
+
+
+class Tracker:
+    """Logs metrics, tables, images and files to one wandb run; `finish()` is idempotent."""
+
+    def __init__(self, run: Any = None):
+        self._run = run
+
+    @property
+    def run(self) -> Any:
+        """The underlying wandb run, or None when tracking is disabled or finished."""
+        return self._run
+
+    def log(self, metrics: dict, step: int | None = None) -> None:
+        """Log scalars (e.g. {"eval/loss": 0.74}) at a step."""
+        if self._run is not None:
+            # wandb drops a step lower than the run's current one; the HF WandbCallback
+            # advances it once per trainer log call, so after training pass step=None.
+            self._run.log(dict(metrics), step=step)
+
+    def table(self, key: str, columns: list[str], rows: list[list], step: int | None = None) -> None:
+        """Log a table (e.g. the generations of one eval) under `key`."""
+        if self._run is not None:
+            import wandb
+
+            self._run.log({key: wandb.Table(columns=list(columns), data=[list(r) for r in rows])},
+                          step=step)
+
+    def summary(self, metrics: dict) -> None:
+        """Set run-level results (e.g. the eval summary)."""
+        if self._run is not None:
+            self._run.summary.update(dict(metrics))
+
+    def image(self, key: str, png_path: Path, step: int | None = None) -> None:
+        """Log a picture such as a loss plot."""
+        if self._run is not None:
+            import wandb
+
+            self._run.log({key: wandb.Image(str(png_path))}, step=step)
+
+    def save_file(self, path: Path) -> None:
+        """Copy one file (e.g. the dataset card) into the run's files so it travels with it."""
+        if self._run is not None:
+            import shutil
+
+            # A copy, not wandb.save's symlink into the cache: the run dir stays readable
+            # after the cache is cleaned, and wandb prints no symlink warning.
+            copy = Path(shutil.copy2(path, Path(self._run.dir) / Path(path).name))
+            self._run.save(str(copy), base_path=self._run.dir, policy="now")
+
+    def finish(self) -> None:
+        """Close the run and flush its files; safe to call twice or after the trainer's callback."""
+        if self._run is not None:
+            import wandb
+
+            run, self._run = self._run, None
+            run.finish()
+            # wandb 0.31 returns from finish() before wandb-core has written the .wandb file
+            # (seen at 7 bytes right after); teardown waits for it and stops wandb-core,
+            # which otherwise outlives the run. The next start() relaunches it (~1 s).
+            wandb.teardown()
+
+
+def start(cfg: DictConfig, run_dir: Path, job_type: str = "train", name: str | None = None) -> Tracker:
+    """Open a wandb run for `cfg` under `run_dir/wandb/` (or a no-op Tracker when disabled)."""
+    mode = cfg.tracking.mode
+    if mode == "disabled":
+        return Tracker()
+    # Checked before wandb.init so a missing key never costs a network attempt.
+    if mode == "online" and not os.environ.get("WANDB_API_KEY"):
+        raise UserError("tracking=wandb: set WANDB_API_KEY (or use tracking=wandb_offline)")
+    import wandb
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # Name, group and tags can carry override text too, so they are redacted like the config.
+    run = wandb.init(
+        mode=mode,
+        dir=str(run_dir),
+        project=cfg.tracking.project,
+        group=redact(cfg.tracking.group or cfg.experiment),
+        name=redact(name or run_name(cfg)),
+        job_type=job_type,
+        tags=redact(run_tags(cfg)),
+        config=safe_config(cfg),
+        # Pipeline output stays readable; console="off" also keeps whatever the pipeline
+        # prints (paths, prompts) out of the run's files.
+        settings=wandb.Settings(silent=True, console="off", save_code=False),
+        reinit="finish_previous",
+    )
+    return Tracker(run)
+
+
+def run_name(cfg: DictConfig) -> str:
+    """Hydra's override string (`data=sentence,lora.r=8`), else the chosen options."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized() and HydraConfig.get().job.override_dirname:
+        return HydraConfig.get().job.override_dirname
+    return (f"{cfg.experiment}:data={cfg.data.name},lora.r={cfg.lora.r},"
+            f"train={cfg.train.name}")
+
+
+def run_tags(cfg: DictConfig) -> list[str]:
+    """The configured tags plus one per swappable part, for filtering in the W&B UI."""
+    return [*cfg.tracking.tags, f"data={cfg.data.name}", f"model={cfg.model.name}",
+            f"train={cfg.train.name}"]
+
+
+def safe_config(cfg: DictConfig) -> dict:
+    """The composed config as a plain dict with api_key* keys and secret-looking values removed."""
+    return redact(OmegaConf.to_container(cfg, resolve=True))
+
+
+def redact(node: Any) -> Any:
+    """`node` with api_key* keys dropped, secret-looking strings blanked, env secrets cut out."""
+    secrets = [v for k, v in os.environ.items()
+               if len(v) >= MIN_SECRET_LEN and (SECRET_ENV_NAME.search(k) or looks_like_secret(v))]
+    return _redact(node, secrets)
+
+
+def _redact(node: Any, secrets: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _redact(v, secrets) for k, v in node.items() if not SECRET_KEY.search(str(k))}
+    if isinstance(node, list):
+        return [_redact(v, secrets) for v in node]
+    if isinstance(node, str):
+        if looks_like_secret(node) and not node.startswith(PATH_START):
+            return REDACTED
+        for secret in secrets:
+            node = node.replace(secret, REDACTED)
+    return node
