@@ -151,12 +151,15 @@ def test_same_seed_same_split_and_seeds_differ():
     assert all(len(s) == 2 for s in splits)
 
 
-def test_split_prefers_valid_side_with_every_shape():
-    # Only paper "rich" has all four shapes; with one valid paper it must be the one.
-    pairs = [pair(f"rich-{s}", "rich", "results", s, "a", f"{s} text rich") for s in SHAPE_WORDS]
-    pairs += [pair(f"{p}-u", p, "results", "paragraph", "a", f"text {p}") for p in ("p1", "p2")]
+def test_split_depends_only_on_paper_ids():
+    # sentence-only and shape-mix pairs of the same papers hold out the same papers, so the
+    # shape ablation evaluates both runs on the same unseen text.
+    sentences = [pair(f"{p}-s", p, "results", "sentence", "a", f"sentence {p}") for p in "abcdefg"]
+    mixed = [pair(f"{p}-{s}", p, "results", s, "a", f"{s} {p}") for p in "abcdefg"
+             for s in ("paragraph", "section", "abstract")]
     for seed in range(5):
-        assert dataset.split_papers(pairs, 0.3, seed) == {"rich"}
+        assert dataset.split_papers(sentences, 0.3, seed) == dataset.split_papers(mixed, 0.3, seed)
+    assert dataset.valid_papers(list("abcdefg"), 0.3, 1) == dataset.split_papers(mixed, 0.3, 1)
 
 
 def test_two_papers_put_one_on_each_side_even_with_large_fraction():

@@ -49,21 +49,27 @@ class Cache:
         return path if (path / COMPLETE).exists() else None
 
     @contextmanager
-    def put(self, stage: str, key: str) -> Iterator[Path]:
-        """Yield an empty temp folder; on success it becomes the stage's cached output."""
-        tmp = self.root / "tmp" / f"{stage}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
+    def put(self, stage: str, key: str, resumable: bool = False) -> Iterator[Path]:
+        """Yield a work folder; on success it becomes the stage's cached output.
+
+        A resumable stage (training) gets the same folder back after a crash, with its
+        checkpoints; any other stage starts from an empty one.
+        """
+        name = f"{stage}-{key[:16]}" if resumable else f"{stage}-{uuid.uuid4().hex[:8]}"
+        tmp = self.root / "tmp" / name
+        tmp.mkdir(parents=True, exist_ok=resumable)
         try:
             yield tmp
-            (tmp / COMPLETE).write_text(key)
-            final = self.stage_dir(stage, key)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():  # an earlier run died between mkdir and rename
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
+        except BaseException:
+            if not resumable:
                 shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        (tmp / COMPLETE).write_text(key)
+        final = self.stage_dir(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():  # an earlier run died between its rename and this one
+            shutil.rmtree(final)
+        os.replace(tmp, final)
 
     def journal(self, name: str) -> Path:
         """An append-only JSONL file shared across runs (e.g. paid API responses)."""

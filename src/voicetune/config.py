@@ -18,7 +18,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from voicetune.errors import UserError
 
 SHAPES = ("sentence", "paragraph", "section", "abstract")
-STAGES = ("extract", "units", "pairs", "dataset", "train", "eval", "export")
+STAGES = ("extract", "units", "pairs", "dataset", "heldout", "train", "eval", "export")
 BACKENDS = ("offline", "openai", "azure", "local")
 
 # Canonical section -> headings that mean it (lower case, numbering and punctuation removed
@@ -197,6 +197,10 @@ class TrainConfig:
     warmup_ratio: float = 0.03
     eval_steps: int = 100
     save_steps: int = 100
+    # Valid records in the eval loss (one rough style per passage); 0 = all of them.
+    eval_records: int = 0
+    # Held-out passages per shape that the eval stage generates for, tuned and base model.
+    eval_samples: int = 8
     seed: int = 0
 
 

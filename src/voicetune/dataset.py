@@ -8,8 +8,8 @@ split, so valid loss measures the voice on unseen papers rather than memorised p
 
 from __future__ import annotations
 
+import hashlib
 import json
-import random
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -24,9 +24,6 @@ PAIR_FIELDS = ("id", "unit_id", "paper", "section", "shape", "style", "rough", "
 # short enough that a one-word edit in a 100-word paragraph changes only ~3 of ~98 shingles.
 SHINGLE = 3
 NEAR_DUP_JACCARD = 0.9
-# Seeded shuffles tried when looking for a valid side that holds every shape; the first
-# shuffle that covers most shapes wins, so the choice is deterministic per seed.
-SPLIT_TRIES = 16
 
 
 def run(cfg, inputs: dict[str, Path], out: Path, count_tokens: CountTokens | None = None) -> dict:
@@ -164,30 +161,26 @@ def _judge_unit(pair: dict, exact: dict, by_shape: dict) -> dict | None:
 
 
 def split_papers(pairs: list[dict], valid_fraction: float, seed: int) -> set[str]:
-    """The valid papers: a seeded share of papers, preferring a valid side with every shape."""
+    """The valid papers of these pairs (see valid_papers)."""
     papers = sorted({p["paper"] for p in pairs})
     if len(papers) < 2:
         raise UserError(
             f"dataset: {len(papers)} paper(s) after dedup; a paper-level train/valid split "
             "needs at least 2 papers"
         )
+    return valid_papers(papers, valid_fraction, seed)
+
+
+def valid_papers(papers: list[str], valid_fraction: float, seed: int) -> set[str]:
+    """The papers with the smallest seeded hash: the same split for every data option.
+
+    It depends only on the paper ids, so `data=sentence` and `data=shape_mix` hold out the
+    same papers and their evaluations compare like with like.
+    """
     # At least one paper on each side: 7 papers x 0.1 -> 1 valid, 6 train.
     n_valid = min(max(1, round(valid_fraction * len(papers))), len(papers) - 1)
-    shapes_of = defaultdict(set)
-    for p in pairs:
-        shapes_of[p["paper"]].add(p["shape"])
-    all_shapes = set().union(*shapes_of.values())
-    best, best_cover = None, -1
-    for attempt in range(SPLIT_TRIES):
-        order = list(papers)
-        random.Random(f"{seed}:{attempt}").shuffle(order)
-        valid = set(order[:n_valid])
-        cover = len(set().union(*(shapes_of[v] for v in valid)))
-        if cover > best_cover:
-            best, best_cover = valid, cover
-        if cover == len(all_shapes):
-            break
-    return best
+    ranked = sorted(papers, key=lambda pid: hashlib.sha256(f"{seed}:{pid}".encode()).hexdigest())
+    return set(ranked[:n_valid])
 
 
 # ---------------------------------------------------------------- records

@@ -30,26 +30,37 @@ class Stage:
     needs: tuple[str, ...]
     reads: tuple[str, ...]  # config keys that decide the output
     issue: int | None = None  # the open issue that builds it; None = implemented
+    tracked: bool = False  # logs to W&B: gets the run's tracker
+    module: str = ""  # voicetune.<module>; default: the stage's name
 
+    @property
+    def import_path(self) -> str:
+        return f"voicetune.{self.module or self.name}"
+
+
+GENERATOR = ("generator.backend", "generator.model", "generator.base_url", "generator.api_version",
+             "generator.temperature", "generator.max_output_tokens", "generator.seed",
+             "data.rough_styles", "data.prompt", "data.gates")
+TOKENIZER = ("model.name_or_path", "model.gguf_file", "model.chat_template")
+RECORDS = ("corpus.persona", "data.instruction", "data.section_weights") + TOKENIZER
+BUDGET = ("data.max_tokens", "data.limits", "data.seed", "data.instruction", "data.gates.max_length_ratio",
+          "corpus.persona", "train.seq_len") + TOKENIZER
 
 STAGES = {
     s.name: s
     for s in [
         Stage("extract", (), ("corpus.sections", "corpus.excluded", "corpus.end_markers",
                               "corpus.max_heading_chars")),
-        Stage("units", ("extract",), ("data.shapes", "data.max_units", "data.limits", "data.seed",
-                                      "data.max_tokens", "data.instruction", "data.gates.max_length_ratio",
-                                      "corpus.persona", "model.name_or_path", "model.gguf_file",
-                                      "model.chat_template", "train.seq_len")),
-        Stage("pairs", ("units",), ("generator.backend", "generator.model", "generator.base_url",
-                                    "generator.api_version", "generator.temperature",
-                                    "generator.max_output_tokens", "generator.seed",
-                                    "data.rough_styles", "data.prompt", "data.gates")),
-        Stage("dataset", ("pairs",), ("corpus.persona", "data.instruction", "data.section_weights",
-                                      "data.valid_fraction", "data.seed", "model.name_or_path",
-                                      "model.gguf_file", "model.chat_template")),
-        Stage("train", ("dataset",), ("model", "lora", "train"), issue=5),
-        Stage("eval", ("train", "dataset"), ("model", "train.seq_len"), issue=5),
+        Stage("units", ("extract",), ("data.shapes", "data.max_units") + BUDGET),
+        Stage("pairs", ("units",), GENERATOR),
+        Stage("dataset", ("pairs",), ("data.valid_fraction", "data.seed") + RECORDS),
+        # Depends on the papers, not on data.shapes: one held-out set per experiment.
+        Stage("heldout", ("extract",), ("data.valid_fraction", "train.eval_samples") + BUDGET + GENERATOR + RECORDS),
+        Stage("train", ("dataset", "heldout"), ("model", "lora", "train", "data.seed", "compute.target"),
+              tracked=True),
+        Stage("eval", ("train", "dataset", "heldout"), ("model", "data.seed", "train.eval_records",
+                                                        "train.seq_len", "train.batch_size"),
+              tracked=True, module="evaluate"),
         Stage("export", ("train",), ("export", "model"), issue=6),
     ]
 }
@@ -103,6 +114,7 @@ class Run:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.cache = Cache(cfg.cache_dir)
         self.keys: dict[str, str] = {}
+        self.tracker = None
         self.outputs: dict[str, Path] = {}
         self.manifest = {"voicetune": __version__, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                          "versions": versions(), "stages": []}
@@ -120,6 +132,8 @@ class Run:
             console.print(f"[yellow]dry run[/]: {dry}")
             self.manifest["dry_run"] = str(dry)
         finally:
+            if self.tracker is not None:
+                self.tracker.finish()
             self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             self._write_manifest()
         return self.manifest
@@ -149,12 +163,21 @@ class Run:
         self._link(stage.name, out)
 
     def _compute(self, stage: Stage, key: str) -> tuple[Path, dict]:
-        module = importlib.import_module(f"voicetune.{stage.name}")
+        module = importlib.import_module(stage.import_path)
         inputs = {n: self.outputs[n] for n in stage.needs}
-        with self.cache.put(stage.name, key) as tmp:
-            metrics = module.run(self.cfg, inputs, tmp) or {}
+        extra = {"tracker": self._tracker()} if stage.tracked else {}
+        with self.cache.put(stage.name, key, resumable=stage.tracked) as tmp:
+            metrics = module.run(self.cfg, inputs, tmp, **extra) or {}
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
         return self.cache.get(stage.name, key), metrics
+
+    def _tracker(self):
+        """The run's W&B tracker, started when the first tracked stage computes."""
+        if self.tracker is None:
+            from voicetune import tracking
+
+            self.tracker = tracking.start(self.cfg, self.run_dir)
+        return self.tracker
 
     def _link(self, name: str, target: Path) -> None:
         """run_dir/<stage> -> the cached output, so a run dir shows everything it used."""

@@ -1,0 +1,121 @@
+"""Stage `eval`: the tuned adapter and its base model on the same held-out rough drafts.
+
+Per model: eval loss (own valid split and the shared held-out set), length ratio per shape,
+early-stop and runaway rates, shape match, style signals against the author's own text, chrF.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from voicetune import metrics
+from voicetune.generate import generate, one_style_per_passage, token_cap
+from voicetune.train import encode_split, end_tokens, read_jsonl
+
+SAMPLE_COLUMNS = ["id", "shape", "model", "output", "reference", "output_words", "reference_words",
+                  "length_ratio", "ended"]
+
+
+def mean_loss(model, examples: list[dict], seq_len: int, pad_id: int, batch_size: int) -> float | None:
+    """Token-weighted mean loss over packed rows (no gradient)."""
+    import torch
+
+    from voicetune.train.data import PackedCollator, packed_rows
+
+    if not examples:
+        return None
+    rows = packed_rows(examples, list(range(len(examples))), seq_len, len(examples), seed=0)
+    collate = PackedCollator(examples, pad_id, seq_len)
+    total, tokens = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            batch = collate(rows[start: start + batch_size])
+            batch.pop("real_tokens")
+            n = int((batch["labels"][:, 1:] != -100).sum())
+            total += float(model(**batch, use_cache=False).loss) * n
+            tokens += n
+    return round(total / max(tokens, 1), 4)
+
+
+def model_report(outputs: list[dict], records: list[dict], author: dict, losses: dict) -> tuple[dict, list[dict]]:
+    """Length, stop, shape and style metrics of one model's outputs, and per-sample metrics."""
+    samples = [{"shape": r["shape"], **metrics.sample_metrics(o["text"], r["messages"][2]["content"],
+                                                              r["shape"], o["ended"])}
+               for o, r in zip(outputs, records)]
+    style = metrics.style_signals([o["text"] for o in outputs])
+    return {**losses, **metrics.summarize(samples), "style": style,
+            "style_distance": round(metrics.style_distance(style, author), 4),
+            "chrf": round(metrics.chrf([o["text"] for o in outputs],
+                                       [r["messages"][2]["content"] for r in records]), 2)}, samples
+
+
+def run(cfg, inputs: dict[str, Path], out: Path, tracker=None) -> dict:
+    """Generate with tuned and base model for every held-out draft; write eval.json."""
+    from peft import PeftModel
+
+    from voicetune.cache import Cache
+    from voicetune.modelio import load_model, load_tokenizer
+
+    cache = Cache(cfg.cache_dir)
+    tok = load_tokenizer(cfg.model, cache)
+    ends = end_tokens(cfg, tok)
+    end_ids = [tok.convert_tokens_to_ids(t) for t in ends]
+    model = PeftModel.from_pretrained(load_model(cfg.model, cache), str(inputs["train"] / "adapter"))
+    heldout = read_jsonl(inputs["heldout"] / "heldout.jsonl")
+    valid = read_jsonl(inputs["dataset"] / "valid.jsonl")
+    valid = one_style_per_passage(valid, cfg.data.seed)[: cfg.train.eval_records or None]
+    refs = [r["messages"][2]["content"] for r in heldout]
+    caps = [token_cap(len(tok(t, add_special_tokens=False)["input_ids"])) for t in refs]
+    author = metrics.style_signals([r["messages"][2]["content"] for r in read_jsonl(inputs["dataset"] / "train.jsonl")])
+    report = {"models": {}, "author": author, "samples": [dict(id=r["id"], shape=r["shape"], section=r["section"],
+              rough=r["messages"][1]["content"], reference=ref, outputs={}) for r, ref in zip(heldout, refs)]}
+    for name in ("tuned", "base"):
+        with _adapter(model, enabled=name == "tuned"):
+            losses = _losses(cfg, model, tok, ends, valid, heldout)
+            outs = generate(model, tok, [r["messages"] for r in heldout], caps, end_ids)
+        report["models"][name], samples = model_report(outs, heldout, author, losses)
+        for row, out_, sample in zip(report["samples"], outs, samples):
+            row["outputs"][name] = {"text": out_["text"], "ended": out_["ended"], **sample}
+    (out / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    summary = _summary(report)
+    if tracker:
+        _log(tracker, report, summary)
+    return summary
+
+
+def _adapter(model, enabled: bool):
+    """Context: the adapter on (tuned model) or off (the base model, same weights otherwise)."""
+    import contextlib
+
+    return contextlib.nullcontext() if enabled else model.disable_adapter()
+
+
+def _losses(cfg, model, tok, ends, valid: list[dict], heldout: list[dict]) -> dict:
+    seq = cfg.train.seq_len
+    valid_ex, _, _ = encode_split(valid, tok, ends, seq)
+    held_ex, _, _ = encode_split(heldout, tok, ends, seq)
+    return {"eval_loss": mean_loss(model, valid_ex, seq, tok.pad_token_id, cfg.train.batch_size),
+            "heldout_loss": mean_loss(model, held_ex, seq, tok.pad_token_id, cfg.train.batch_size)}
+
+
+def _summary(report: dict) -> dict:
+    """The flat numbers a sweep compares: per model, overall length/stop rates and losses."""
+    out = {}
+    for name, m in report["models"].items():
+        overall = m["overall"]
+        out.update({f"{name}/eval_loss": m["eval_loss"], f"{name}/heldout_loss": m["heldout_loss"],
+                    f"{name}/length_ratio_median": overall["length_ratio_median"],
+                    f"{name}/early_stop_rate": overall["early_stop_rate"],
+                    f"{name}/runaway_rate": overall["runaway_rate"],
+                    f"{name}/shape_match_rate": overall["shape_match_rate"],
+                    f"{name}/style_distance": m["style_distance"], f"{name}/chrf": m["chrf"]})
+    return out
+
+
+def _log(tracker, report: dict, summary: dict) -> None:
+    tracker.summary({f"eval/{k}": v for k, v in summary.items()})
+    rows = [[s["id"], s["shape"], name, o["text"], s["reference"], o["output_words"], o["reference_words"],
+             o["length_ratio"], o["ended"]] for s in report["samples"] for name, o in s["outputs"].items()]
+    tracker.table("eval/samples", SAMPLE_COLUMNS, rows)

@@ -1,0 +1,114 @@
+"""Training data: label masking, weighted epoch sampling, packed rows, and the collator.
+
+Loss is taken on the assistant's tokens up to and including its end-of-turn token: the seed's
+model learned to stop early, and SmolLM2's pad token *is* `<|im_end|>`, so a padding mask
+built from the pad id would silently drop the one token that teaches the model to stop.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+IGNORE = -100
+
+
+def encode(messages: list[dict], tokenizer, end_tokens: list[str]) -> dict:
+    """input_ids + labels: -100 on the prompt, trained on the reply through its end token."""
+    prompt_ids = _ids(tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True))
+    full_ids = _ids(tokenizer.apply_chat_template(messages, tokenize=True))
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        raise ValueError("chat template renders the prompt differently inside the full conversation")
+    end_ids = {tokenizer.convert_tokens_to_ids(t) for t in end_tokens}
+    # The reply ends at its first end token after the prompt; tokens after it (the template's
+    # trailing newline) are not part of what the model should learn to emit.
+    stop = next((i for i in range(len(prompt_ids), len(full_ids)) if full_ids[i] in end_ids), None)
+    if stop is None:
+        raise ValueError(f"no end token {end_tokens} after the assistant reply")
+    labels = [IGNORE] * len(prompt_ids) + full_ids[len(prompt_ids): stop + 1]
+    return {"input_ids": full_ids[: stop + 1], "labels": labels}
+
+
+def _ids(rendered) -> list[int]:
+    """apply_chat_template returns a list or a BatchEncoding depending on the version."""
+    return list(rendered["input_ids"] if hasattr(rendered, "keys") else rendered)
+
+
+def weighted_schedule(weights: list[float], epochs: float, seed: int) -> list[int]:
+    """Example indices for the whole run, drawn with replacement in proportion to their weight.
+
+    round(epochs x N) draws, so `epochs` keeps its meaning (examples seen / dataset size) while
+    an abstract (weight 2.0) is seen ~8x as often as an `unknown` passage (0.25).
+    """
+    draws = max(1, round(epochs * len(weights)))
+    return random.Random(seed).choices(range(len(weights)), weights=weights, k=draws)
+
+
+def pack(lengths: list[int], order: list[int], seq_len: int) -> list[list[int]]:
+    """Best-fit-decreasing bins of example indices whose lengths sum to <= seq_len."""
+    rows: list[list[int]] = []
+    space: list[int] = []
+    for idx in sorted(order, key=lambda i: -lengths[i]):
+        need = min(lengths[idx], seq_len)
+        best = min((j for j, free in enumerate(space) if free >= need), key=lambda j: space[j], default=None)
+        if best is None:
+            rows.append([idx])
+            space.append(seq_len - need)
+        else:
+            rows[best].append(idx)
+            space[best] -= need
+    return rows
+
+
+def packed_rows(examples: list[dict], schedule: list[int], seq_len: int, chunk: int, seed: int) -> list[list[int]]:
+    """Pack the schedule chunk by chunk (one chunk ~ one epoch) and shuffle the rows.
+
+    Packing the whole run at once would put all long sections in the first rows; packing per
+    chunk keeps the mix of shapes roughly even over training.
+    """
+    lengths = [len(e["input_ids"]) for e in examples]
+    rng, rows = random.Random(seed), []
+    for start in range(0, len(schedule), chunk):
+        part = pack(lengths, schedule[start: start + chunk], seq_len)
+        rng.shuffle(part)
+        rows += part
+    return rows
+
+
+@dataclass
+class PackedCollator:
+    """Concatenate each row's examples with restarting position_ids and no attention mask.
+
+    transformers builds a block-diagonal causal mask from restarting position_ids when the
+    attention mask is None and the cache is off, so packed examples never attend to each other.
+    Rows are padded to the batch's longest row with a dummy segment whose labels are ignored.
+    """
+
+    examples: list[dict]
+    pad_id: int
+    seq_len: int
+
+    def __call__(self, rows: list[list[int]]):
+        import torch
+
+        built = [self._row(r) for r in rows]
+        width = max(len(b[0]) for b in built)
+        ids, labels, pos = [], [], []
+        for row_ids, row_labels, row_pos in built:
+            gap = width - len(row_ids)
+            ids.append(row_ids + [self.pad_id] * gap)
+            labels.append(row_labels + [IGNORE] * gap)
+            pos.append(row_pos + list(range(gap)))
+        real = sum(len(b[0]) for b in built)
+        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
+                "position_ids": torch.tensor(pos), "real_tokens": torch.tensor(real)}
+
+    def _row(self, row: list[int]) -> tuple[list[int], list[int], list[int]]:
+        ids, labels, pos = [], [], []
+        for idx in row:
+            ex = self.examples[idx]
+            n = min(len(ex["input_ids"]), self.seq_len - len(ids))
+            ids += ex["input_ids"][:n]
+            labels += ex["labels"][:n]
+            pos += list(range(n))
+        return ids, labels, pos

@@ -1,0 +1,101 @@
+"""The `hf` backend: transformers Trainer + peft LoRA on CPU, MPS or CUDA.
+
+The Trainer does the loop, checkpoints, resume, eval and W&B; this module only supplies
+packed batches, the LoRA wrapping, and callbacks that record history and probe generations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import Trainer
+
+from voicetune.train.data import PackedCollator, packed_rows, weighted_schedule
+
+
+def lora_model(base, lora_cfg):
+    """Wrap the base model in a LoRA adapter from the `lora` config group."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+                        target_modules=list(lora_cfg.targets), task_type="CAUSAL_LM")
+    return get_peft_model(base, config)
+
+
+def training_args(cfg, out: Path, steps_per_epoch: int):
+    """TrainingArguments from the `train` group (rows are pre-shuffled: sequential sampler)."""
+    import torch
+    from transformers import TrainingArguments
+
+    t = cfg.train
+    return TrainingArguments(
+        output_dir=str(out / "checkpoints"), per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.lr, lr_scheduler_type=t.scheduler, warmup_steps=_warmup(t, steps_per_epoch),
+        num_train_epochs=1, max_steps=t.max_steps, eval_strategy="steps", eval_steps=t.eval_steps,
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=2, logging_steps=1,
+        seed=t.seed, data_seed=t.seed, train_sampling_strategy="sequential",
+        remove_unused_columns=False, report_to=["wandb"] if _wandb_on(cfg) else [],
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), use_cpu=not _accelerated(),
+        dataloader_num_workers=0, disable_tqdm=False, label_names=["labels"],
+    )
+
+
+def _warmup(t, steps: int) -> int:
+    total = t.max_steps if t.max_steps > 0 else steps
+    return max(0, round(t.warmup_ratio * total))
+
+
+def _wandb_on(cfg) -> bool:
+    return cfg.tracking.mode != "disabled"
+
+
+def _accelerated() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
+def make_trainer(cfg, model, tokenizer, train_ex, valid_ex, weights, out: Path, callbacks):
+    """A Trainer over packed rows: weighted draws for train, every example once for valid."""
+    t = cfg.train
+    schedule = weighted_schedule(weights, t.epochs, t.seed)
+    rows = packed_rows(train_ex, schedule, t.seq_len, chunk=len(train_ex), seed=t.seed)
+    valid_rows = packed_rows(valid_ex, list(range(len(valid_ex))), t.seq_len, len(valid_ex), t.seed)
+    collator = PackedCollator(train_ex, tokenizer.pad_token_id, t.seq_len)
+    eval_collator = PackedCollator(valid_ex, tokenizer.pad_token_id, t.seq_len)
+    steps = max(1, len(rows) // (t.batch_size * t.grad_accum))
+    trainer = PackedTrainer(model=model, args=training_args(cfg, out, steps), train_dataset=rows,
+                            eval_dataset=valid_rows, data_collator=collator, callbacks=callbacks)
+    trainer.eval_collator = eval_collator
+    return trainer
+
+
+class PackedTrainer(Trainer):
+    """Trainer that counts real vs computed tokens (padding efficiency) and uses its own eval collator."""
+
+    eval_collator = None
+    real_tokens = 0
+    computed_tokens = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        real = inputs.pop("real_tokens", None)
+        if model.training and real is not None:
+            self.real_tokens += int(real)
+            self.computed_tokens += inputs["input_ids"].numel()
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        train_collator, self.data_collator = self.data_collator, self.eval_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = train_collator
+
+
+def last_checkpoint(out: Path) -> str | None:
+    """The newest checkpoint of a killed run with the same key, to resume from."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = out / "checkpoints"
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None

@@ -1,0 +1,113 @@
+"""End to end on the embedded model: corpus -> dataset -> adapter -> eval, W&B read back, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, make_cfg
+from voicetune.pipeline import run
+from voicetune.train.callbacks import GENERATION_COLUMNS
+
+pytestmark = pytest.mark.slow
+TINY = ["train.max_steps=2", "train.eval_steps=2", "train.save_steps=2", "train.eval_records=4",
+        "train.eval_samples=1"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("e2e-cache")
+
+
+@pytest.fixture(scope="module")
+def finished(cache, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    manifest = run(make_cfg(TINY + ["stages=[eval]"], cache), run_dir)
+    return run_dir, manifest
+
+
+def test_every_stage_ran(finished):
+    _, manifest = finished
+    assert [s["name"] for s in manifest["stages"]] == ["extract", "units", "pairs", "dataset", "heldout",
+                                                       "train", "eval"]
+    assert all(s["status"] == "miss" for s in manifest["stages"])
+
+
+def test_history_has_losses_and_probe_generations(finished):
+    run_dir, _ = finished
+    history = json.loads((run_dir / "train/history.json").read_text())
+    assert [r["step"] for r in history["train"]] == [1, 2]
+    assert history["eval"][-1]["step"] == 2 and history["eval"][-1]["eval_loss"] > 0
+    probes = history["generations"]
+    assert {p["shape"] for p in probes} >= {"paragraph", "section", "abstract"}
+    assert all(set(GENERATION_COLUMNS) <= set(p) for p in probes)
+    summary = history["summary"]
+    assert summary["steps"] == 2 and summary["padding_efficiency"] >= 0.95
+    adapter = run_dir / "train/adapter"
+    assert {"adapter_config.json", "adapter_model.safetensors", "persona.txt", "voicetune.yaml",
+            "tokenizer.json"} <= {p.name for p in adapter.iterdir()}
+
+
+def test_eval_compares_tuned_and_base_on_every_shape(finished):
+    run_dir, manifest = finished
+    report = json.loads((run_dir / "eval/eval.json").read_text())
+    assert set(report["models"]) == {"tuned", "base"}
+    for model in report["models"].values():
+        assert set(model["per_shape"]) == {"paragraph", "section", "abstract", "sentence"}
+        assert model["eval_loss"] > 0 and model["heldout_loss"] > 0 and 0 <= model["chrf"] <= 100
+        assert {"early_stop_rate", "runaway_rate", "length_ratio_median"} <= set(model["overall"])
+    assert report["author"]["words"] > 1000
+    assert all(set(s["outputs"]) == {"tuned", "base"} for s in report["samples"])
+    assert manifest["stages"][-1]["metrics"]["tuned/eval_loss"] == report["models"]["tuned"]["eval_loss"]
+
+
+def test_wandb_offline_run_holds_what_was_logged(finished):
+    from voicetune.wandb_read import read_run
+
+    run_dir, _ = finished
+    logged = read_run(run_dir)
+    assert logged["config"]["data"]["name"] == "shape_mix" and logged["group"] == "default"
+    keys = set().union(*(row.keys() for row in logged["history"]))
+    assert {"train/loss", "eval/loss", "train/padding_efficiency"} <= keys
+    table = logged["tables"]["eval/generations"]
+    assert table["columns"] == GENERATION_COLUMNS and len(table["data"]) >= 3
+    assert "eval/tuned/early_stop_rate" in json.dumps(logged["summary"]) or \
+        "early_stop_rate" in json.dumps(logged["summary"]["eval"])
+    assert logged["tables"]["eval/samples"]["data"]
+
+
+def test_cached_rerun_trains_nothing(finished, cache, tmp_path):
+    manifest = run(make_cfg(TINY + ["stages=[eval]"], cache), tmp_path / "again")
+    assert {s["status"] for s in manifest["stages"]} == {"hit"}
+
+
+def test_compare_report_for_the_run(finished, tmp_path):
+    from voicetune.compare import build_report
+
+    run_dir, _ = finished
+    html = build_report([run_dir], tmp_path / "report.html").read_text()
+    assert "probe" in html.lower() and "data:image/png;base64" in html
+
+
+def test_killed_training_resumes_from_its_checkpoint(cache, tmp_path):
+    args = ["train.max_steps=4", "train.save_steps=2", "train.eval_steps=4", "train.eval_records=4",
+            "train.eval_samples=1", "tracking=disabled", "stages=[train]", f"cache_dir={cache}"]
+    cmd = [sys.executable, str(ROOT / "run.py"), *args]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not list(cache.glob("tmp/train-*/checkpoints/checkpoint-2/voicetune_history.json")):
+        assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
+        time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    (history_file,) = (tmp_path / "outputs").rglob("train/history.json")
+    history = json.loads(history_file.read_text())
+    assert history["summary"]["resumed_from"] == "checkpoint-2"
+    assert history["summary"]["steps"] == 4
+    assert [r["step"] for r in history["train"]] == [1, 2, 3, 4]
