@@ -98,8 +98,9 @@ def plan(requested: list[str]) -> list[str]:
     def add(name: str) -> None:
         if name not in wanted:
             wanted.add(name)
-            for need in STAGES[name].needs:
-                add(need)
+            if STAGES[name].issue is None:  # a stage not built yet needs nothing run for it
+                for need in STAGES[name].needs:
+                    add(need)
 
     for name in requested:
         add(name)
