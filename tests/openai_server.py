@@ -3,10 +3,14 @@
 `FakeOpenAI` speaks POST /v1/chat/completions and the Azure path
 /openai/deployments/<dep>/chat/completions?api-version=..., answers with the offline
 de-polisher's rewrite of the text it receives, and records every request.
+`FakeOpenAIProcess` runs the same server in a child process (for the bench: its handler
+threads then don't compete with the client for one GIL); GET/DELETE /_requests read and
+clear its records from outside.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -15,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +42,20 @@ STYLES = [
     {"name": "loose_draft", "instruction": "a loose first draft"},
 ]
 CHAT_PATH = re.compile(r"^(/v1|/openai/deployments/[^/]+)/chat/completions$")
+RECORDS_PATH = "/_requests"  # control route, never recorded
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+class _Address:
+    port: int
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.root + "/v1"
 
 
 @dataclass
@@ -49,7 +68,7 @@ class Fault:
 
 
 @dataclass
-class FakeOpenAI:
+class FakeOpenAI(_Address):
     """The server: set `faults`, `latency` and `key` before or between runs."""
 
     key: str = TEST_KEY
@@ -61,9 +80,7 @@ class FakeOpenAI:
 
     def start(self) -> "FakeOpenAI":
         handler = type("Handler", (_Handler,), {"fake": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.block_on_close = False  # a "slow" handler must not hold up shutdown
+        self.httpd = _Server(("127.0.0.1", 0), handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
@@ -72,12 +89,8 @@ class FakeOpenAI:
         self.httpd.server_close()
 
     @property
-    def root(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    @property
-    def url(self) -> str:
-        return self.root + "/v1"
+    def port(self) -> int:
+        return self.httpd.server_address[1]
 
     def counts(self) -> Counter:
         """Requests per prompt."""
@@ -105,6 +118,14 @@ def split_prompt(prompt: str) -> tuple[str, str]:
     return instruction, text
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: of 10 clients connecting at once, some lost
+    # their SYN and retried 1 s later (2 of the bench's first 10 requests took 1.26 s).
+    request_queue_size = 64
+    daemon_threads = True
+    block_on_close = False  # a "slow" handler must not hold up shutdown
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
     # Headers and body go out as two writes; with Nagle on, the body waits for the client's
@@ -114,6 +135,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         """Quiet: no request lines in test output."""
+
+    def do_GET(self) -> None:
+        if self.path != RECORDS_PATH:
+            return self._error(404, "no such route", "not_found")
+        with self.fake.lock:
+            records = [{k: r[k] for k in ("path", "prompt", "time")} for r in self.fake.requests]
+        self._json(200, {"requests": records})
+
+    def do_DELETE(self) -> None:
+        if self.path != RECORDS_PATH:
+            return self._error(404, "no such route", "not_found")
+        self.fake.reset()
+        self._json(200, {})
 
     def do_POST(self) -> None:
         size = int(self.headers.get("Content-Length", 0))
@@ -181,6 +215,37 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout test): nothing to answer
+
+
+class FakeOpenAIProcess(_Address):
+    """A FakeOpenAI in a child process; `requests` holds path, prompt and time per request."""
+
+    def __init__(self, latency: float = 0.0):
+        self.latency = latency
+
+    def start(self) -> "FakeOpenAIProcess":
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, str(Path(__file__).parent)])}
+        # The child exits when its stdin closes, so a crashed parent leaves no server behind.
+        self.proc = subprocess.Popen([sys.executable, __file__, "--latency", str(self.latency)],
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.port = int(self.proc.stdout.readline())
+        return self
+
+    def stop(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        with _DIRECT.open(self.root + RECORDS_PATH) as response:
+            return json.loads(response.read())["requests"]
+
+    def reset(self) -> None:
+        _DIRECT.open(urllib.request.Request(self.root + RECORDS_PATH, method="DELETE")).close()
+
+
+# 127.0.0.1 directly, whatever http_proxy says.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @pytest.fixture
@@ -255,7 +320,6 @@ from omegaconf import OmegaConf
 from voicetune import pairs
 pairs.run(OmegaConf.load(sys.argv[1]), {"units": Path(sys.argv[2])}, Path(sys.argv[3]))
 """
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def run_and_kill(cfg: Any, units: Path, out: Path, journal: Path, after_lines: int) -> None:
@@ -271,3 +335,17 @@ def run_and_kill(cfg: Any, units: Path, out: Path, journal: Path, after_lines: i
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def serve(argv: Optional[list[str]] = None) -> None:
+    """Child-process entry: start a FakeOpenAI, print its port, serve until stdin closes."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.0)
+    fake = FakeOpenAI(latency=parser.parse_args(argv).latency).start()
+    print(fake.port, flush=True)
+    sys.stdin.read()
+    fake.stop()
+
+
+if __name__ == "__main__":
+    serve()

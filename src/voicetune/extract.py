@@ -7,13 +7,13 @@ caption, heading (by style, or a short whitelisted line), prose, or the end of t
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from voicetune.errors import UserError
+from voicetune.extract_outputs import print_report, progress, write_outputs
 from voicetune.ooxml import DocxError, Para, read_document
 
 SUFFIXES = {".docx", ".docm", ".doc"}
@@ -272,10 +272,11 @@ def extract_paper(path: Path, rules: Rules) -> Paper:
     doc = read_document(path, rules.max_heading_chars)
     title, sections, warnings = structure(doc.paragraphs, rules)
     paper = Paper(slug(path.stem), title, path.name, doc.sha256, sections, warnings)
-    if paper.words == 0:
+    words = paper.words  # a sum over every paragraph: once, not per check
+    if words == 0:
         raise DocxError("no prose found (only front matter, tables or headings)")
-    if paper.words < MIN_WORDS:
-        warnings.append(f"very short paper ({paper.words} words)")
+    if words < MIN_WORDS:
+        warnings.append(f"very short paper ({words} words)")
     return paper
 
 
@@ -328,59 +329,3 @@ def _unique(pid: str, taken: set[str]) -> str:
         candidate = f"{pid}-{n}"
     taken.add(candidate)
     return candidate
-
-
-def paper_record(paper: Paper) -> dict:
-    """The papers.jsonl row."""
-    return {"id": paper.id, "title": paper.title, "source": paper.source,
-            "sha256": paper.sha256, "words": paper.words, "warnings": paper.warnings,
-            "sections": [{"name": s.name, "title": s.title, "paragraphs": s.paragraphs}
-                         for s in paper.sections]}
-
-
-def paper_markdown(paper: Paper) -> str:
-    """YAML frontmatter, then `## Title` and blank-line separated paragraphs per section."""
-    import yaml
-
-    meta = {"title": paper.title, "source": paper.source, "sha256": paper.sha256,
-            "sections": [{"name": s.name, "title": s.title, "words": s.words}
-                         for s in paper.sections],
-            "words": paper.words, "warnings": paper.warnings}
-    parts = ["---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---"]
-    for s in paper.sections:
-        parts.append(f"## {s.title or s.name.capitalize()}")
-        parts.extend(s.paragraphs)
-    return "\n\n".join(parts) + "\n"
-
-
-def write_outputs(out: Path, papers: list[Paper], rows: list[dict]) -> None:
-    """papers/<id>.md, papers.jsonl and report.json under `out`."""
-    (out / "papers").mkdir(parents=True, exist_ok=True)
-    for paper in papers:
-        (out / "papers" / f"{paper.id}.md").write_text(paper_markdown(paper), encoding="utf-8")
-    lines = [json.dumps(paper_record(p), ensure_ascii=False) + "\n" for p in papers]
-    (out / "papers.jsonl").write_text("".join(lines), encoding="utf-8")
-    (out / "report.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False),
-                                     encoding="utf-8")
-
-
-def progress(files: list[Path], label: str):
-    """A rich progress bar over files (rich writes plain lines when not on a terminal)."""
-    from rich.progress import track
-
-    return track(files, description=label, total=len(files))
-
-
-def print_report(rows: list[dict]) -> None:
-    """The extraction report as a rich table: one row per file."""
-    from rich.console import Console
-    from rich.table import Table
-
-    colour = {"ok": "green", "warning": "yellow", "error": "red"}
-    table = Table(title="extract report")
-    for column in ("file", "status", "sections", "words", "reason"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(r["file"], f"[{colour[r['status']]}]{r['status']}",
-                      ", ".join(r["sections"]), str(r["words"]), r["reason"])
-    Console().print(table)

@@ -1,6 +1,6 @@
 """pairs stage: every unit x rough style -> (rough draft, polished original), gated.
 
-Remote replies are appended to a request journal (one fsync'd JSONL line per finished
+Remote replies are appended to a request journal (an fsync'd JSONL line per finished
 request) before anything else uses them, so a run killed at any moment and rerun never pays
 twice; the outputs are rebuilt from the journal at the end, so they never hold duplicates.
 """
@@ -14,7 +14,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterable
+
+from omegaconf import OmegaConf
 
 from voicetune import gates
 from voicetune.cache import Cache, digest
@@ -52,13 +55,13 @@ def load_units(folder: Path) -> list[dict[str, Any]]:
     return units
 
 
-def request_key(gen: Any, template: str, style: Any, text: str) -> str:
-    """Content address of one request: everything that changes what the model returns."""
-    return digest({
+def request_fields(gen: Any, template: str, style: Any) -> dict[str, Any]:
+    """Everything but the unit's text that changes what the model returns."""
+    return {
         "backend": gen.backend, "model": gen.model, "prompt": template, "style": style.name,
-        "instruction": style.instruction, "text": text, "temperature": gen.temperature,
+        "instruction": style.instruction, "temperature": gen.temperature,
         "max_tokens": gen.max_output_tokens, "seed": gen.seed,
-    })
+    }
 
 
 def plan(cfg: Any, units: list[dict[str, Any]]) -> list[Item]:
@@ -69,22 +72,34 @@ def plan(cfg: Any, units: list[dict[str, Any]]) -> list[Item]:
     except (KeyError, IndexError, ValueError) as exc:
         raise UserError(f"data.prompt: the template may only use {{instruction}} and {{text}} "
                         f"placeholders ({type(exc).__name__}: {exc})") from None
+    # Config read once per style, not per item: an OmegaConf attribute costs ~15 us and a key
+    # needs 8 (1,000 items: 0.45 s -> 0.05 s before the first request goes out).
+    styles = [(s.name, s.instruction, request_fields(cfg.generator, template, s))
+              for s in sorted(cfg.data.rough_styles, key=lambda s: s.name)]
     items = []
     for unit in sorted(units, key=lambda u: u["id"]):
-        for style in sorted(cfg.data.rough_styles, key=lambda s: s.name):
-            prompt = template.format(instruction=style.instruction, text=unit["text"])
-            key = request_key(cfg.generator, template, style, unit["text"])
-            items.append(Item(unit, style.name, Request(key, unit["id"], style.name,
-                                                        unit["text"], prompt)))
+        for name, instruction, fields in styles:
+            prompt = template.format(instruction=instruction, text=unit["text"])
+            key = digest({**fields, "text": unit["text"]})  # the request's content address
+            items.append(Item(unit, name, Request(key, unit["id"], name, unit["text"], prompt)))
     return items
 
 
 class Journal:
-    """Append-only JSONL of finished requests; a torn last line (kill -9) is skipped."""
+    """Append-only JSONL of finished requests; a torn last line (kill -9) is skipped.
+
+    `append` returns once the line is fsync'd. The write and fsync (~2-4 ms on this disk)
+    run in a worker thread, so the event loop keeps sending and reading meanwhile, and lines
+    that finish during one fsync share the next (group commit): 1,000 fsyncs on the loop
+    were 2-4 s of a 20 s run in which nothing else moved.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         self.file = None
+        self.pending: list[bytes] = []
+        self.queued = self.synced = 0  # lines handed to append() / lines known on disk
+        self.lock = asyncio.Lock()
 
     def load(self) -> dict[str, Reply]:
         replies: dict[str, Reply] = {}
@@ -98,15 +113,27 @@ class Journal:
                 continue
         return replies
 
-    def append(self, key: str, request: Request, reply: Reply) -> None:
+    async def append(self, key: str, request: Request, reply: Reply) -> None:
+        """Journal one finished request; returns once its line is on disk."""
+        record = {"key": key, "unit_id": request.unit_id, "style": request.style,
+                  "reply": reply.record(), "time": time.time()}
+        self.pending.append((json.dumps(record, ensure_ascii=False) + "\n").encode())
+        self.queued += 1
+        mine = self.queued
+        async with self.lock:
+            if self.synced >= mine:
+                return  # an earlier caller's batch carried this line
+            batch, self.pending = self.pending, []
+            await asyncio.to_thread(self._write, b"".join(batch))
+            self.synced += len(batch)
+
+    def _write(self, data: bytes) -> None:
         if self.file is None:
             self.file = open(self.path, "ab")
             # A line torn by kill -9 has no newline: start on a fresh line so it stays alone.
             if self.file.tell() and _last_byte(self.path) != b"\n":
                 self.file.write(b"\n")
-        record = {"key": key, "unit_id": request.unit_id, "style": request.style,
-                  "reply": reply.record(), "time": time.time()}
-        self.file.write((json.dumps(record, ensure_ascii=False) + "\n").encode())
+        self.file.write(data)
         self.file.flush()
         os.fsync(self.file.fileno())
 
@@ -121,6 +148,28 @@ def _last_byte(path: Path) -> bytes:
         return f.read(1)
 
 
+class Judge:
+    """Why an item is not a pair (an error kind or a gate), or None; once per request key.
+
+    The gates cost ~0.3 ms an item (number sets, a similarity bound): judged as each reply
+    arrives, 1,000 items no longer add 0.3 s after the last reply.
+    """
+
+    def __init__(self, gate_cfg: Any):
+        # Plain attributes: the gates read 7 settings per item, ~15 us each from OmegaConf.
+        self.gates = (SimpleNamespace(**OmegaConf.to_container(gate_cfg, resolve=True))
+                      if OmegaConf.is_config(gate_cfg) else gate_cfg)
+        self.verdicts: dict[str, gates.Verdict | None] = {}
+
+    def __call__(self, item: Item, reply: Reply) -> gates.Verdict | None:
+        key = item.request.key  # same key: same text, style and reply, so the same verdict
+        if key not in self.verdicts:
+            self.verdicts[key] = (gates.Verdict(reply.error, reply.detail) if reply.error else
+                                  gates.evaluate(item.unit["text"], reply.content,
+                                                 reply.finish_reason, self.gates))
+        return self.verdicts[key]
+
+
 def run(cfg: Any, inputs: dict[str, Path], out: Path) -> dict[str, Any]:
     """Build pairs.jsonl, rejected.jsonl and stats.json in `out`; return the stats."""
     start = time.monotonic()
@@ -131,12 +180,12 @@ def run(cfg: Any, inputs: dict[str, Path], out: Path) -> dict[str, Any]:
     todo = [item for item in items if item.request.key not in cached]
     if cfg.generator.dry_run:
         raise DryRun(dry_run_message(cfg.generator, todo, len(items)))
-    generator = make_generator(cfg.generator)
+    generator, judge = make_generator(cfg.generator), Judge(cfg.data.gates)
     try:
-        fresh = asyncio.run(generate(generator, todo, journal, cfg.generator.concurrency))
+        fresh = asyncio.run(generate(generator, todo, journal, cfg.generator.concurrency, judge))
     finally:
         journal.close()
-    stats = write_outputs(cfg, items, {**cached, **fresh}, out)
+    stats = write_outputs(cfg, items, {**cached, **fresh}, judge, out)
     stats.update(usage_stats(cfg.generator, fresh.values(), remote))
     stats.update(calls_planned=len(items), served_from_cache=len(items) - len(todo),
                  requests_sent=len(fresh), seconds=round(time.monotonic() - start, 2))
@@ -145,8 +194,8 @@ def run(cfg: Any, inputs: dict[str, Path], out: Path) -> dict[str, Any]:
     return stats
 
 
-async def generate(generator: Generator, todo: list[Item], journal: Journal,
-                   concurrency: int) -> dict[str, Reply]:
+async def generate(generator: Generator, todo: list[Item], journal: Journal, concurrency: int,
+                   judge: Judge) -> dict[str, Reply]:
     """Send every request with bounded concurrency; a UserError cancels the rest."""
     from tqdm import tqdm
 
@@ -158,8 +207,9 @@ async def generate(generator: Generator, todo: list[Item], journal: Journal,
             reply = await generator.complete(item.request)
         # Transient failures are not journaled, so a rerun retries them.
         if generator.remote and reply.error != "request_failed":
-            journal.append(item.request.key, item.request, reply)
+            await journal.append(item.request.key, item.request, reply)
         replies[item.request.key] = reply
+        judge(item, reply)  # now, while other requests are in flight, not after the last one
         progress.update()
 
     fatal = None
@@ -177,24 +227,18 @@ async def generate(generator: Generator, todo: list[Item], journal: Journal,
     return replies
 
 
-def judge(item: Item, reply: Reply, gate_cfg: Any) -> gates.Verdict | None:
-    """Why the item is not a pair (an error kind or a gate), or None."""
-    if reply.error:
-        return gates.Verdict(reply.error, reply.detail)
-    return gates.evaluate(item.unit["text"], reply.content, reply.finish_reason, gate_cfg)
-
-
-def write_outputs(cfg: Any, items: list[Item], replies: dict[str, Reply],
+def write_outputs(cfg: Any, items: list[Item], replies: dict[str, Reply], judge: Judge,
                   out: Path) -> dict[str, Any]:
     """pairs.jsonl and rejected.jsonl in item order; counts for stats.json."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    model = cfg.generator.model
     pairs, rejected = [], []
     for item in items:
         reply, unit = replies[item.request.key], item.unit
         where = {"paper": unit.get("paper"), "section": unit.get("section"),
                  "shape": unit.get("shape"), "style": item.style}
-        verdict = judge(item, reply, cfg.data.gates)
+        verdict = judge(item, reply)
         if verdict:
             rejected.append({"unit_id": unit["id"], **where, "reason": verdict.reason,
                              "detail": verdict.detail, "rough": reply.content})
@@ -203,7 +247,7 @@ def write_outputs(cfg: Any, items: list[Item], replies: dict[str, Reply],
                       "rough": reply.content, "original": unit["text"],
                       "words_rough": len(reply.content.split()),
                       "words_original": len(unit["text"].split()),
-                      "generator": cfg.generator.model})
+                      "generator": model})
     _write_jsonl(out / "pairs.jsonl", pairs)
     _write_jsonl(out / "rejected.jsonl", rejected)
     reasons = Counter(r["reason"] for r in rejected)
