@@ -15,6 +15,7 @@ from voicetune.train.callbacks import GENERATION_COLUMNS
 
 pytestmark = pytest.mark.slow
 TINY = ["train.max_steps=2", "train.eval_steps=2", "train.save_steps=2", "train.eval_records=4",
+        "train.batch_size=2", "train.grad_accum=1",
         "train.eval_samples=1"]
 
 

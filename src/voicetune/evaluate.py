@@ -82,7 +82,27 @@ def run(cfg, inputs: dict[str, Path], out: Path, tracker=None) -> dict:
     summary = _summary(report)
     if tracker:
         _log(tracker, report, summary)
+    _print(report)
     return summary
+
+
+def _print(report: dict) -> None:
+    """Tuned vs base, one row per measure: the numbers a user looks at first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="eval: tuned vs base on the held-out drafts")
+    for col in ("measure", *report["models"]):
+        table.add_column(col)
+    rows = [("eval loss", "eval_loss", None), ("held-out loss", "heldout_loss", None),
+            ("length ratio (median)", "overall", "length_ratio_median"),
+            ("early stop rate", "overall", "early_stop_rate"), ("runaway rate", "overall", "runaway_rate"),
+            ("shape match rate", "overall", "shape_match_rate"), ("style distance to author", "style_distance", None),
+            ("chrF", "chrf", None)]
+    for label, key, sub in rows:
+        values = [m[key][sub] if sub else m[key] for m in report["models"].values()]
+        table.add_row(label, *("-" if v is None else f"{v:.3f}" for v in values))
+    Console().print(table)
 
 
 def _adapter(model, enabled: bool):

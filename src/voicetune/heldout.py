@@ -14,17 +14,19 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from voicetune.cache import Cache
+from voicetune.generate import PANEL
 from voicetune.units import Budget, candidates, load_papers, select, within_limits
 
 SHAPES = ("paragraph", "section", "abstract", "sentence")
 
 
 def heldout_units(cfg, papers: list[dict], valid: set[str], budget: Budget) -> list[dict]:
-    """train.eval_samples passages of each shape from the valid papers."""
+    """train.eval_samples passages of each shape (at least what the probe panel needs)."""
     chosen, dropped = [], []
     for shape in SHAPES:
         pool = [u for p in papers if p["id"] in valid for u in candidates(p, shape)]
-        chosen += select(within_limits(pool, shape, cfg, budget, dropped), cfg.train.eval_samples, cfg.data.seed)
+        want = max(cfg.train.eval_samples, PANEL.get(shape, 0))
+        chosen += select(within_limits(pool, shape, cfg, budget, dropped), want, cfg.data.seed)
     return chosen
 
 

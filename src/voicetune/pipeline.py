@@ -137,6 +137,7 @@ class Run:
                 self.tracker.finish()
             self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             self._write_manifest()
+        print_run(self.manifest, self.run_dir)
         return self.manifest
 
     def _stage(self, stage: Stage, requested: bool, console) -> None:
@@ -190,6 +191,25 @@ class Run:
     def _write_manifest(self) -> None:
         (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
         (self.run_dir / "run.json").write_text(json.dumps(self.manifest, indent=2, default=str))
+
+
+def print_run(manifest: dict, run_dir: Path) -> None:
+    """One table for the whole run, and where to look next."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"run {run_dir}")
+    for col in ("stage", "status", "seconds", "cache key"):
+        table.add_column(col)
+    for s in manifest["stages"]:
+        table.add_row(s["name"], s["status"], str(s.get("seconds", "")), s.get("key", "")[:12])
+    console = Console(stderr=True)
+    console.print(table)
+    done = {s["name"] for s in manifest["stages"] if s["status"] in ("hit", "miss")}
+    if "dataset" in done:
+        console.print(f"pairs viewer:   voicetune view {run_dir}")
+    if "train" in done:
+        console.print(f"report:         voicetune compare {run_dir}")
 
 
 def versions() -> dict:
