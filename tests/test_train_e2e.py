@@ -32,10 +32,11 @@ def finished(cache, tmp_path_factory):
 
 
 def test_every_stage_ran(finished):
-    _, manifest = finished
+    run_dir, manifest = finished
     assert [s["name"] for s in manifest["stages"]] == ["extract", "units", "pairs", "dataset", "heldout",
                                                        "train", "eval"]
     assert all(s["status"] == "miss" for s in manifest["stages"])
+    assert manifest["report"] == str(run_dir / "report.html") and (run_dir / "report.html").exists()
 
 
 def test_history_has_losses_and_probe_generations(finished):

@@ -137,8 +137,19 @@ class Run:
                 self.tracker.finish()
             self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             self._write_manifest()
+        if self._report():
+            self._write_manifest()
         print_run(self.manifest, self.run_dir)
         return self.manifest
+
+    def _report(self) -> bool:
+        """report.html in the run dir once a model was trained: `voicetune compare` of this run."""
+        if "train" not in self.outputs:
+            return False
+        from voicetune.compare import build_report
+
+        self.manifest["report"] = str(build_report([self.run_dir], self.run_dir / "report.html"))
+        return True
 
     def _stage(self, stage: Stage, requested: bool, console) -> None:
         if stage.issue is not None:
@@ -208,8 +219,8 @@ def print_run(manifest: dict, run_dir: Path) -> None:
     done = {s["name"] for s in manifest["stages"] if s["status"] in ("hit", "miss")}
     if "dataset" in done:
         console.print(f"pairs viewer:   voicetune view {run_dir}")
-    if "train" in done:
-        console.print(f"report:         voicetune compare {run_dir}")
+    if manifest.get("report"):
+        console.print(f"report:         {manifest['report']}  (several runs: voicetune compare DIR...)")
 
 
 def versions() -> dict:
