@@ -64,7 +64,7 @@ def read_jsonl(path: Path, required: Iterable[str] = (), missing_ok: bool = Fals
     if not path.exists():
         if missing_ok:
             return []
-        raise UserError(f"{path}: not found (the pairs stage writes it)")
+        raise UserError(f"{path}: not found (an earlier stage writes it)")
     rows = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():

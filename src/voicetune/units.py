@@ -149,8 +149,10 @@ def build_units(cfg, papers: list[dict], count_tokens, count_text) -> tuple[list
 
 
 def load_papers(extract_dir: Path) -> list[dict]:
-    with open(extract_dir / "papers.jsonl", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The extract stage's papers."""
+    from voicetune.dataset import read_jsonl
+
+    return read_jsonl(extract_dir / "papers.jsonl")
 
 
 def run(cfg, inputs: dict[str, Path], out: Path) -> dict:

@@ -11,6 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
+from voicetune.dataset import read_jsonl
 from voicetune.errors import UserError
 
 
@@ -31,11 +32,6 @@ def pick_backend(cfg) -> str:
     if cfg.compute.target != "local":
         raise UserError(f"compute={cfg.compute.target}: not built yet (open issue #7); use compute=local")
     return choice
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def end_tokens(cfg, tokenizer) -> list[str]:
