@@ -75,6 +75,26 @@ def packed_rows(examples: list[dict], schedule: list[int], seq_len: int, chunk: 
     return rows
 
 
+def grouped_rows(examples: list[dict], schedule: list[int], batch: int, chunk: int, seed: int) -> list[list[int]]:
+    """One example per row, length-sorted batches per chunk, the batches shuffled.
+
+    For a backend whose attention ignores restarting position_ids (Unsloth 2025.7), packed
+    examples would attend to each other; batches of similar lengths keep padding low without
+    packing (seed-like lengths on one H100: 4,414 real tok/s vs 2,633 for random batches of 4).
+    A chunk's short last batch waits until the end, so every other batch stays aligned.
+    """
+    lengths = [len(e["input_ids"]) for e in examples]
+    rng, full, short = random.Random(seed), [], []
+    for start in range(0, len(schedule), chunk):
+        part = sorted(schedule[start: start + chunk], key=lambda i: lengths[i])
+        batches = [part[i: i + batch] for i in range(0, len(part), batch)]
+        if len(batches[-1]) < batch:
+            short += batches.pop()
+        rng.shuffle(batches)
+        full += batches
+    return [[i] for b in full for i in b] + [[i] for i in short]
+
+
 @dataclass
 class PackedCollator:
     """Concatenate each row's examples with restarting position_ids and no attention mask.

@@ -1,7 +1,9 @@
-"""The `hf` backend: transformers Trainer + peft LoRA on CPU, MPS or CUDA.
+"""The `hf` backend: transformers Trainer + peft LoRA on CPU, MPS or CUDA, and the shared trainer.
 
 The Trainer does the loop, checkpoints, resume, eval and W&B; this module only supplies
 packed batches, the LoRA wrapping, and callbacks that record history and probe generations.
+Every backend (see `unsloth.py`) builds its model with its own `load(cfg, cache)` and then
+trains through `make_trainer` here.
 """
 
 from __future__ import annotations
@@ -10,7 +12,18 @@ from pathlib import Path
 
 from transformers import Trainer
 
-from voicetune.train.data import PackedCollator, packed_rows, weighted_schedule
+from voicetune.train.data import PackedCollator, grouped_rows, packed_rows, weighted_schedule
+
+# SDPA builds a block-diagonal mask from restarting position_ids (max logit difference < 1e-6
+# alone vs packed, CPU and GPU), so this backend trains on packed rows.
+PACKED_ROWS_ISOLATED = True
+
+
+def load(cfg, cache):
+    """The base model (fp32, SDPA) wrapped in the `lora` group's adapter."""
+    from voicetune.modelio import load_model
+
+    return lora_model(load_model(cfg.model, cache), cfg.lora)
 
 
 def lora_model(base, lora_cfg):
@@ -56,12 +69,12 @@ def _accelerated() -> bool:
     return torch.cuda.is_available() or torch.backends.mps.is_available()
 
 
-def make_trainer(cfg, model, tokenizer, train_ex, valid_ex, weights, out: Path, callbacks):
-    """A Trainer over packed rows: weighted draws for train, every example once for valid."""
+def make_trainer(cfg, model, tokenizer, train_ex, valid_ex, weights, out: Path, callbacks, pack: bool = True):
+    """A Trainer over packed rows (or length-grouped single examples): weighted draws for train, each valid example once."""
     t = cfg.train
     schedule = weighted_schedule(weights, t.epochs, t.seed)
-    rows = packed_rows(train_ex, schedule, t.seq_len, chunk=len(train_ex), seed=t.seed)
-    valid_rows = packed_rows(valid_ex, list(range(len(valid_ex))), t.seq_len, len(valid_ex), t.seed)
+    rows = _rows(train_ex, schedule, t, pack)
+    valid_rows = _rows(valid_ex, list(range(len(valid_ex))), t, pack)
     collator = PackedCollator(train_ex, tokenizer.pad_token_id, t.seq_len)
     eval_collator = PackedCollator(valid_ex, tokenizer.pad_token_id, t.seq_len)
     steps = max(1, len(rows) // (t.batch_size * t.grad_accum))
@@ -69,6 +82,13 @@ def make_trainer(cfg, model, tokenizer, train_ex, valid_ex, weights, out: Path, 
                             eval_dataset=valid_rows, data_collator=collator, callbacks=callbacks)
     trainer.eval_collator = eval_collator
     return trainer
+
+
+def _rows(examples: list[dict], schedule: list[int], t, pack: bool) -> list[list[int]]:
+    """Rows of example indices, one chunk per pass over the examples."""
+    if pack:
+        return packed_rows(examples, schedule, t.seq_len, chunk=len(examples), seed=t.seed)
+    return grouped_rows(examples, schedule, t.batch_size, chunk=len(examples), seed=t.seed)
 
 
 class PackedTrainer(Trainer):
