@@ -61,3 +61,23 @@ def test_journal_and_models_live_in_the_cache(tmp_path):
     cache = Cache(tmp_path)
     assert cache.journal("pairs-requests").parent.is_dir()
     assert str(cache.models("tok")).startswith(str(tmp_path))
+
+
+def test_concurrent_miss_waits_for_the_first_computer_then_hits(tmp_path):
+    # Two sweep members wanting one entry: the second must not compute it again.
+    script = textwrap.dedent(f"""
+        import time
+        from voicetune.cache import Cache
+        cache = Cache({str(tmp_path)!r})
+        assert cache.get("extract", "c" * 64) is None
+        print("reserved", flush=True)
+        time.sleep(1.0)
+        with cache.put("extract", "c" * 64) as out:
+            (out / "papers.jsonl").write_text("first")
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "reserved"
+    started = time.perf_counter()
+    hit = Cache(tmp_path).get("extract", "c" * 64)
+    assert proc.wait() == 0 and time.perf_counter() - started > 0.5
+    assert hit is not None and (hit / "papers.jsonl").read_text() == "first"

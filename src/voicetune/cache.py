@@ -2,21 +2,29 @@
 
 A stage's output folder is built under `<cache>/tmp/` and renamed into
 `<cache>/stages/<stage>/<key>/` only when complete (rename is atomic on one filesystem), so
-a run killed at any moment leaves nothing a later run would trust.
+a run killed at any moment leaves nothing a later run would trust. A miss reserves its entry
+with a lock file (`<cache>/locks/`), so concurrent sweep members compute each stage once: the
+second waits for the first and then hits.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import sys
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 COMPLETE = ".complete"
+# Lock file -> its open fd, for the entries this process is computing. Per process, not per
+# Cache object: stages open their own Cache, and a second flock from this process would wait
+# on itself.
+_HELD: dict[Path, int] = {}
 
 
 def digest(obj: Any) -> str:
@@ -44,9 +52,15 @@ class Cache:
         return self.root / "stages" / stage / key[:16]
 
     def get(self, stage: str, key: str) -> Path | None:
-        """The finished output folder, or None when absent or never completed."""
+        """The finished output folder, or None when absent (then reserved for this caller's put)."""
         path = self.stage_dir(stage, key)
-        return path if (path / COMPLETE).exists() else None
+        if (path / COMPLETE).exists():
+            return path
+        self._reserve(stage, key)  # waits while another process computes this entry
+        if (path / COMPLETE).exists():
+            self._release(stage, key)
+            return path
+        return None
 
     @contextmanager
     def put(self, stage: str, key: str, resumable: bool = False) -> Iterator[Path]:
@@ -55,21 +69,50 @@ class Cache:
         A resumable stage (training) gets the same folder back after a crash, with its
         checkpoints; any other stage starts from an empty one.
         """
-        name = f"{stage}-{key[:16]}" if resumable else f"{stage}-{uuid.uuid4().hex[:8]}"
-        tmp = self.root / "tmp" / name
-        tmp.mkdir(parents=True, exist_ok=resumable)
+        self._reserve(stage, key)
         try:
-            yield tmp
-        except BaseException:
-            if not resumable:
-                shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        (tmp / COMPLETE).write_text(key)
-        final = self.stage_dir(stage, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():  # an earlier run died between its rename and this one
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+            name = f"{stage}-{key[:16]}" if resumable else f"{stage}-{uuid.uuid4().hex[:8]}"
+            tmp = self.root / "tmp" / name
+            tmp.mkdir(parents=True, exist_ok=resumable)
+            try:
+                yield tmp
+            except BaseException:
+                if not resumable:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            (tmp / COMPLETE).write_text(key)
+            final = self.stage_dir(stage, key)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():  # an earlier run died between its rename and this one
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            self._release(stage, key)
+
+    def _reserve(self, stage: str, key: str) -> None:
+        """Hold the entry's lock; a killed holder's lock goes with its process (flock)."""
+        path = self._lock_path(stage, key)
+        if path in _HELD:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"stage {stage}: another run is computing {key[:12]}; waiting for it", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a filesystem without locks (some NFS mounts): concurrent runs may both compute
+            os.close(fd)
+            return
+        _HELD[path] = fd
+
+    def _release(self, stage: str, key: str) -> None:
+        fd = _HELD.pop(self._lock_path(stage, key), None)
+        if fd is not None:
+            os.close(fd)  # closing the file drops its flock
+
+    def _lock_path(self, stage: str, key: str) -> Path:
+        return self.root / "locks" / f"{stage}-{key[:16]}.lock"
 
     def journal(self, name: str) -> Path:
         """An append-only JSONL file shared across runs (e.g. paid API responses)."""
