@@ -193,17 +193,11 @@ def padded_trainer(cfg, model, data: list[dict], work: Path, clock):
     import torch
     from transformers import IntervalStrategy, Trainer
 
+    from counting import CountsPaddedTokens
     from voicetune.train.hf import training_args
 
-    class CountingTrainer(Trainer):
-        real_tokens = 0
-        computed_tokens = 0
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if model.training:
-                self.real_tokens += int(inputs["attention_mask"].sum())
-                self.computed_tokens += inputs["input_ids"].numel()
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+    class CountingTrainer(CountsPaddedTokens, Trainer):
+        """The plain Trainer, counting real and computed tokens."""
 
     def collate(batch: list[int]) -> dict:
         width = max(len(data[i]["input_ids"]) for i in batch)

@@ -125,19 +125,11 @@ def baseline(cfg, tok, data: Path, work: Path, clock):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    from counting import CountsPaddedTokens
     from voicetune.train.hf import training_args
 
-    class CountingSFTTrainer(SFTTrainer):
+    class CountingSFTTrainer(CountsPaddedTokens, SFTTrainer):
         """SFTTrainer unchanged, except that it counts real (attention_mask=1) and computed tokens."""
-
-        real_tokens = 0
-        computed_tokens = 0
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if model.training:
-                self.real_tokens += int(inputs["attention_mask"].sum())
-                self.computed_tokens += inputs["input_ids"].numel()
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     ref = training_args(cfg, work, steps_per_epoch=cfg.train.max_steps)
     args = SFTConfig(

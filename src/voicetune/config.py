@@ -204,13 +204,48 @@ class TrainConfig:
     seed: int = 0
 
 
+EXPORT_FORMATS = ("merged", "gguf", "mlx_q4", "lmstudio")
+GGUF_OUTTYPES = ("f16", "bf16", "q8_0")  # what llama.cpp's converter writes itself
+GGUF_QUANTS = ("Q4_K_M", "Q5_K_M", "Q6_K", "Q4_0")  # through llama-cpp-python's quantizer
+
+
+@dataclass
+class GgufExport:
+    outtype: str = "q8_0"
+    quantize: Optional[str] = None  # e.g. Q4_K_M: a second, smaller file
+
+
+@dataclass
+class MlxExport:
+    q_bits: int = 4
+    group_size: int = 64
+    # auto: float16 on macOS; float32 elsewhere, because mlx[cpu] 0.32 on Linux never finished
+    # a float16 forward pass of the 4-bit model (measured: > 200 s for 3 tokens; float32: 9-12 tok/s).
+    dtype: str = "auto"
+
+
+@dataclass
+class LmStudioExport:
+    # LM Studio 0.3+ keeps models in ~/.lmstudio/models/<publisher>/<name>/; older installs
+    # (and the seed's write-up) used ~/.cache/lm-studio/models or ~/.cache/huggingface/hub.
+    models_dir: str = "~/.lmstudio/models"
+    publisher: str = "voicetune"
+    source: str = "auto"  # mlx on macOS when built, else gguf
+
+
 @dataclass
 class ExportConfig:
-    name: str = "none"
-    formats: list[str] = field(default_factory=list)
-    quant: str = "q8_0"
+    # Each option of the `export` group switches one format on, so `export=[merged,gguf]`
+    # composes several; gguf, mlx_q4 and lmstudio build the merged model first.
+    formats: dict[str, bool] = field(default_factory=dict)
+    name: str = "${corpus.name}-${model.name}"  # artifact and LM Studio folder name
     dtype: str = "float16"
-    lmstudio_dir: Optional[str] = None
+    gguf: GgufExport = field(default_factory=GgufExport)
+    mlx: MlxExport = field(default_factory=MlxExport)
+    lmstudio: LmStudioExport = field(default_factory=LmStudioExport)
+    # Held-out drafts every artifact generates (shapes in turn: paragraph, abstract, section, ...).
+    # 2 keeps the default CPU run short; 0 checks templates only.
+    parity_probes: int = 2
 
 
 @dataclass
@@ -221,13 +256,24 @@ class TrackingConfig:
     tags: list[str] = field(default_factory=list)
 
 
+# GPU types Modal accepts in `@app.function(gpu=...)`; their prices are in voicetune.compute.modal.
+MODAL_GPUS = ("T4", "L4", "A10G", "A100-40GB", "A100-80GB", "L40S", "H100", "H200", "B200")
+
+
 @dataclass
 class ComputeConfig:
     target: str = "local"
     gpu: str = "A100-40GB"
+    # Seconds per attempt (Modal allows up to 24 h); the seed's 2 epochs took 18 min on an A100.
     timeout: int = 3600
+    # Attempts after a crash or preemption; each resumes from the last checkpoint on the volume.
     retries: int = 1
-    volumes: dict[str, str] = field(default_factory=dict)
+    # Modal Volume names: `hf_cache` keeps downloaded base models, `runs` the inputs, checkpoints
+    # and outputs of each remote run (created on first use).
+    volumes: dict[str, str] = field(default_factory=lambda: {
+        "hf_cache": "voicetune-hf-cache", "runs": "voicetune-runs"})
+    # Names of Modal secrets (`modal secret create wandb WANDB_API_KEY=...`), never their values.
+    secrets: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -328,8 +374,30 @@ def validate(cfg: DictConfig) -> None:
         _fail("lora.dropout", cfg.lora.dropout, "must be in [0, 1)")
     if cfg.tracking.mode not in ("offline", "online", "disabled"):
         _fail("tracking.mode", cfg.tracking.mode, "allowed: offline, online, disabled")
-    if cfg.compute.target not in ("local", "modal"):
-        _fail("compute.target", cfg.compute.target, "allowed: local, modal")
+    _validate_export(cfg.export)
+    _validate_compute(cfg.compute)
+
+
+def _validate_export(export: DictConfig) -> None:
+    for name in export.formats:
+        if name not in EXPORT_FORMATS:
+            _fail(f"export.formats.{name}", export.formats[name], f"format must be one of {list(EXPORT_FORMATS)}")
+    if export.dtype not in ("float16", "bfloat16", "float32"):
+        _fail("export.dtype", export.dtype, "allowed: float16, bfloat16, float32")
+    if export.gguf.outtype not in GGUF_OUTTYPES:
+        _fail("export.gguf.outtype", export.gguf.outtype, f"allowed: {', '.join(GGUF_OUTTYPES)}")
+    if export.gguf.quantize is not None and export.gguf.quantize not in GGUF_QUANTS:
+        _fail("export.gguf.quantize", export.gguf.quantize, f"allowed: null, {', '.join(GGUF_QUANTS)}")
+    if export.mlx.q_bits not in (2, 3, 4, 6, 8):
+        _fail("export.mlx.q_bits", export.mlx.q_bits, "allowed: 2, 3, 4, 6, 8")
+    if export.mlx.dtype not in ("auto", "float16", "bfloat16", "float32"):
+        _fail("export.mlx.dtype", export.mlx.dtype, "allowed: auto, float16, bfloat16, float32")
+    if export.lmstudio.source not in ("auto", "mlx", "gguf"):
+        _fail("export.lmstudio.source", export.lmstudio.source, "allowed: auto, mlx, gguf")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", export.name):
+        _fail("export.name", export.name, "letters, digits, '.', '_' and '-' only (it names folders)")
+    if export.parity_probes < 0:
+        _fail("export.parity_probes", export.parity_probes, "must be >= 0")
 
 
 def _validate_corpus(cfg: DictConfig) -> None:
@@ -385,3 +453,19 @@ def _validate_generator(gen: DictConfig) -> None:
         _fail("generator.timeout_s", gen.timeout_s, "must be > 0 seconds")
     if gen.max_retries < 0:
         _fail("generator.max_retries", gen.max_retries, "must be >= 0")
+
+
+def _validate_compute(compute: DictConfig) -> None:
+    if compute.target not in ("local", "modal"):
+        _fail("compute.target", compute.target, "allowed: local, modal")
+    if compute.gpu not in MODAL_GPUS:
+        _fail("compute.gpu", compute.gpu, f"allowed (Modal GPU types): {', '.join(MODAL_GPUS)}")
+    if not 0 < compute.timeout <= 86400:
+        _fail("compute.timeout", compute.timeout, "seconds, between 1 and 86400 (Modal's 24 h limit)")
+    if not 0 <= compute.retries <= 10:
+        _fail("compute.retries", compute.retries, "between 0 and 10 (Modal's limit)")
+    if set(compute.volumes) != {"hf_cache", "runs"}:
+        _fail("compute.volumes", dict(compute.volumes), "needs exactly hf_cache and runs: Modal volume names")
+    if any(looks_like_secret(name) or not ENV_NAME.match(name.replace("-", "_")) for name in compute.secrets):
+        raise UserError("compute.secrets: holds something that is not a Modal secret name (a key?); "
+                        "create the secret with `modal secret create NAME KEY=...` and list NAME")

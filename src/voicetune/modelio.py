@@ -16,6 +16,10 @@ from voicetune.cache import Cache, digest
 from voicetune.errors import UserError
 
 
+# Llama 3.1's reserved padding token: never trained on, so padding cannot teach it anything.
+PAD_FALLBACK = "<|finetune_right_pad_id|>"
+
+
 def _gguf_id(model_cfg) -> str:
     """Cache id of a GGUF source: its name, size and mtime (hashing 100 MB each run is waste)."""
     path = Path(model_cfg.name_or_path) / model_cfg.gguf_file
@@ -42,6 +46,8 @@ def load_tokenizer(model_cfg, cache: Cache):
             raise UserError(f"model.name_or_path={model_cfg.name_or_path!r}: cannot load a tokenizer ({exc})".splitlines()[0])
     if model_cfg.chat_template:
         tok.chat_template = model_cfg.chat_template
+    if tok.pad_token is None:  # Llama 3.x ships none; batching, packing and generation need one
+        tok.pad_token = PAD_FALLBACK if PAD_FALLBACK in tok.get_vocab() else tok.eos_token
     return tok
 
 
