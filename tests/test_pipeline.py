@@ -60,14 +60,6 @@ def test_later_stage_runs_missing_upstream(cfg_factory, corpus, tmp_path):
     assert len(units) == manifest["stages"][1]["metrics"]["units"] > 0
 
 
-def test_stage_of_an_open_issue_says_so(cfg_factory, corpus, tmp_path, capsys):
-    cfg = cfg_factory(["corpus=dir", f"corpus.path={corpus}", "stages=[extract,export]"])
-    manifest = run(cfg, tmp_path / "run")
-    assert statuses(manifest)["export"] == "not built"
-    err = capsys.readouterr().err
-    assert "stage export: not built yet (open issue #6)" in " ".join(err.split())
-
-
 @pytest.mark.slow
 def test_cli_runs_and_multirun_reuses_the_cache(tmp_path):
     env = {"VOICETUNE_CACHE": str(tmp_path / "cache")}

@@ -1,4 +1,6 @@
-"""End to end on the embedded model: corpus -> dataset -> adapter -> eval, W&B read back, resume."""
+"""End to end on the embedded model: corpus -> dataset -> adapter -> eval, W&B read back, resume.
+
+The run (through export) is the session fixture `e2e_run` in conftest; test_export_e2e checks its artifacts."""
 
 import json
 import os
@@ -9,32 +11,27 @@ import time
 
 import pytest
 
-from conftest import ROOT, make_cfg
+from conftest import E2E, ROOT, make_cfg
 from voicetune.pipeline import run
 from voicetune.train.callbacks import GENERATION_COLUMNS
 
 pytestmark = pytest.mark.slow
-TINY = ["train.max_steps=2", "train.eval_steps=2", "train.save_steps=2", "train.eval_records=4",
-        "train.batch_size=2", "train.grad_accum=1",
-        "train.eval_samples=1"]
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("e2e-cache")
+def cache(e2e_cache):
+    return e2e_cache
 
 
 @pytest.fixture(scope="module")
-def finished(cache, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("run")
-    manifest = run(make_cfg(TINY + ["stages=[eval]"], cache), run_dir)
-    return run_dir, manifest
+def finished(e2e_run):
+    return e2e_run
 
 
 def test_every_stage_ran(finished):
     run_dir, manifest = finished
     assert [s["name"] for s in manifest["stages"]] == ["extract", "units", "pairs", "dataset", "heldout",
-                                                       "train", "eval"]
+                                                       "train", "eval", "export"]
     assert all(s["status"] == "miss" for s in manifest["stages"])
     assert manifest["report"] == str(run_dir / "report.html") and (run_dir / "report.html").exists()
 
@@ -83,7 +80,7 @@ def test_wandb_offline_run_holds_what_was_logged(finished):
 
 
 def test_cached_rerun_trains_nothing(finished, cache, tmp_path):
-    manifest = run(make_cfg(TINY + ["stages=[eval]"], cache), tmp_path / "again")
+    manifest = run(make_cfg(E2E + ["stages=[eval]"], cache), tmp_path / "again")
     assert {s["status"] for s in manifest["stages"]} == {"hit"}
 
 

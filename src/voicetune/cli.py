@@ -45,7 +45,46 @@ def compare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-COMMANDS = (view, compare)
+def serve(sub: argparse._SubParsersAction) -> None:
+    """voicetune serve PATH: an OpenAI-compatible server for the exported model (GGUF or MLX)."""
+    p = sub.add_parser("serve", help="serve an exported model on a local OpenAI-compatible endpoint")
+    p.add_argument("path", type=Path, help="run dir, export folder, GGUF/MLX folder or .gguf file")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--n-ctx", type=int, default=8192, help="context tokens (GGUF; draft + rewrite)")
+
+    def run(args: argparse.Namespace) -> None:
+        from voicetune.serve import serve as start
+
+        start(args.path, args.host, args.port, args.n_ctx)
+
+    p.set_defaults(run=run)
+
+
+def rewrite(sub: argparse._SubParsersAction) -> None:
+    """voicetune rewrite [FILE|-]: rewrite a draft in the author's voice through any OpenAI-compatible endpoint."""
+    p = sub.add_parser("rewrite", help="rewrite a draft (file or stdin) through a served model")
+    p.add_argument("draft", nargs="?", default="-", help="text file with the draft; - or nothing = stdin")
+    p.add_argument("--base-url", default="http://127.0.0.1:8000/v1",
+                   help="voicetune serve (default), LM Studio http://localhost:1234/v1, Ollama http://localhost:11434/v1")
+    p.add_argument("--model", default="voicetune", help="model name the endpoint knows it by")
+    p.add_argument("--artifact", type=Path, help="exported folder: use its persona and instruction")
+    p.add_argument("--api-key-env", help="NAME of the env var holding a key (hub endpoints only)")
+    p.add_argument("--max-tokens", type=int, help="cap (default: 1.5x the draft's estimated tokens)")
+    p.add_argument("--temperature", type=float, default=0.0)
+
+    def run(args: argparse.Namespace) -> None:
+        from voicetune import rewrite as rw
+
+        result = rw.rewrite(rw.read_draft(args.draft), rw.prompt_for(args.artifact), args.base_url, args.model,
+                            args.api_key_env, args.max_tokens, args.temperature)
+        for warning in result["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
+
+    p.set_defaults(run=run)
+
+
+COMMANDS = (view, compare, serve, rewrite)
 
 
 def parser() -> argparse.ArgumentParser:

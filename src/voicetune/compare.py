@@ -107,9 +107,6 @@ def _why_missing(manifest: dict, stage: str, name: str) -> str:
     record = next((s for s in manifest.get("stages", []) if s.get("name") == stage), None)
     if record is None:
         return f"no {stage}/{name}: the {stage} stage did not run"
-    if record.get("status") == "not built":
-        issue = f" (issue #{record['issue']})" if record.get("issue") else ""
-        return f"no {stage}/{name}: the {stage} stage is not built yet{issue}"
     return f"no {stage}/{name} in the {stage} output"
 
 

@@ -76,4 +76,5 @@ def _reply(tokenizer, ids: list[int], cap: int, end_ids: list[int]) -> dict:
     stop = next((i for i, t in enumerate(ids) if t in end_ids), None)
     body = ids if stop is None else ids[:stop]
     return {"text": tokenizer.decode(body, skip_special_tokens=True).strip(),
+            "raw": tokenizer.decode(body, skip_special_tokens=False),  # what a chat UI would show
             "ended": stop is not None, "tokens": len(body)}

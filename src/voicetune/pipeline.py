@@ -29,7 +29,6 @@ class Stage:
     name: str
     needs: tuple[str, ...]
     reads: tuple[str, ...]  # config keys that decide the output
-    issue: int | None = None  # the open issue that builds it; None = implemented
     tracked: bool = False  # logs to W&B: gets the run's tracker
     module: str = ""  # voicetune.<module>; default: the stage's name
 
@@ -61,7 +60,8 @@ STAGES = {
         Stage("eval", ("train", "dataset", "heldout"), ("model", "data.seed", "train.eval_records",
                                                         "train.seq_len", "train.batch_size"),
               tracked=True, module="evaluate"),
-        Stage("export", ("train",), ("export", "model"), issue=6),
+        # The card in each artifact folder summarises the dataset and the eval.
+        Stage("export", ("train", "heldout", "dataset", "eval"), ("export", "model", "data.seed")),
     ]
 }
 
@@ -98,9 +98,8 @@ def plan(requested: list[str]) -> list[str]:
     def add(name: str) -> None:
         if name not in wanted:
             wanted.add(name)
-            if STAGES[name].issue is None:  # a stage not built yet needs nothing run for it
-                for need in STAGES[name].needs:
-                    add(need)
+            for need in STAGES[name].needs:
+                add(need)
 
     for name in requested:
         add(name)
@@ -152,13 +151,6 @@ class Run:
         return True
 
     def _stage(self, stage: Stage, requested: bool, console) -> None:
-        if stage.issue is not None:
-            if requested:
-                console.print(f"[yellow]stage {stage.name}[/]: not built yet (open issue #{stage.issue}); skipped")
-            self.manifest["stages"].append({"name": stage.name, "status": "not built", "issue": stage.issue})
-            return
-        if any(n not in self.keys for n in stage.needs):
-            return  # an upstream stage was not built; nothing to feed this one
         key = stage_key(self.cfg, stage, self.keys)
         started = time.perf_counter()
         hit = self.cache.get(stage.name, key)

@@ -1,0 +1,211 @@
+"""Export pieces without a trained model: format planning, templates, Modelfile, LM Studio install,
+bad input, rewrite warnings and artifact lookup. The real artifacts are tested in test_export_e2e."""
+
+import json
+
+import pytest
+from jinja2 import Environment
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from voicetune import export
+from voicetune.config import validate
+from voicetune.errors import UserError
+from voicetune.export.gguf import ollama_template, read_modelfile, render_ollama
+from voicetune.export.lmstudio import install, target_dir
+from voicetune.export.merged import persona_template, portable_tokenizer_config
+from voicetune.export.parity import by_shape, compare_renderings, leaks, summary
+from voicetune.rewrite import length_warnings, prompt_for, read_draft
+from voicetune.serve import find_artifact
+
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+          "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+PERSONA = 'You write like "the author"; keep every number.\nTwo lines, ünïcode.'
+
+
+def render(template: str, messages: list[dict]) -> str:
+    return Environment().from_string(template).render(messages=messages, add_generation_prompt=True)
+
+
+def chatml_tokenizer() -> PreTrainedTokenizerFast:
+    """A real (tiny, word-level) fast tokenizer with the ChatML template and end token."""
+    words = ["<|im_start|>", "<|im_end|>", "[UNK]", "system", "user", "assistant", "draft", "text"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", unk_token="[UNK]")
+    fast.chat_template = CHATML
+    return fast
+
+
+def test_persona_template_makes_the_persona_the_default_system_turn():
+    template = persona_template(CHATML, PERSONA)
+    user = [{"role": "user", "content": "draft"}]
+    assert render(template, user) == render(CHATML, [{"role": "system", "content": PERSONA}] + user)
+    own = [{"role": "system", "content": "other"}] + user
+    assert render(template, own) == render(CHATML, own)  # an explicit system turn wins
+
+
+def test_ollama_template_reproduces_the_training_prompt():
+    tok = chatml_tokenizer()
+    template = ollama_template(tok, "<|im_end|>")
+    assert template.endswith("{{ .Response }}<|im_end|>")
+    msgs = [{"role": "system", "content": PERSONA}, {"role": "user", "content": "the draft"}]
+    want = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    assert render_ollama(template, PERSONA, "the draft") == want
+
+
+def test_modelfile_round_trips(tmp_path):
+    path = tmp_path / "Modelfile"
+    path.write_text(f'FROM ./m.gguf\nTEMPLATE """A{{{{ .System }}}}B"""\nPARAMETER stop "x"\nSYSTEM """{PERSONA}"""\n')
+    assert read_modelfile(path) == ("A{{ .System }}B", PERSONA)
+    path.write_text("FROM ./m.gguf\n")
+    with pytest.raises(UserError, match="needs TEMPLATE and SYSTEM"):
+        read_modelfile(path)
+
+
+def test_portable_tokenizer_config(tmp_path):
+    path = tmp_path / "tokenizer_config.json"
+    path.write_text(json.dumps({"tokenizer_class": "TokenizersBackend", "backend": "tokenizers",
+                                "is_local": True, "eos_token": "<|im_end|>"}))
+    portable_tokenizer_config(path, CHATML)
+    conf = json.loads(path.read_text())
+    assert conf == {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|im_end|>", "chat_template": CHATML}
+
+
+@pytest.mark.parametrize("formats,want", [
+    ({"merged": True}, ["merged"]),
+    ({"gguf": True}, ["merged", "gguf"]),
+    ({"mlx_q4": True, "gguf": True, "merged": True}, ["merged", "gguf", "mlx_q4"]),
+    ({"lmstudio": True}, ["merged", "gguf", "lmstudio"]),  # GGUF on Linux
+    ({"gguf": False}, []),
+])
+def test_formats_are_built_in_order_with_what_they_need(cfg_factory, formats, want):
+    cfg = cfg_factory(["export=none"])
+    cfg.export.formats = formats
+    assert export.wanted(cfg) == want
+
+
+def test_export_options_add_up(cfg_factory):
+    cfg = cfg_factory(["export=[gguf,merged]", "export.gguf.quantize=Q4_K_M"])
+    assert dict(cfg.export.formats) == {"gguf": True, "merged": True}
+    assert cfg.export.gguf.quantize == "Q4_K_M"
+    assert dict(cfg_factory([]).export.formats) == {"merged": True, "gguf": True, "mlx_q4": True}
+
+
+@pytest.mark.parametrize("override,message", [
+    ("+export.formats.onnx=true", "export.formats.onnx=True: format must be one of"),
+    ("export.gguf.quantize=Q3_K", "export.gguf.quantize='Q3_K': allowed: null, Q4_K_M"),
+    ("export.gguf.outtype=q4_0", "export.gguf.outtype='q4_0': allowed: f16, bf16, q8_0"),
+    ("export.name=my/model", "export.name='my/model': letters, digits"),
+    ("export.mlx.q_bits=5", "export.mlx.q_bits=5: allowed: 2, 3, 4, 6, 8"),
+])
+def test_bad_export_options_name_the_key(cfg_factory, override, message):
+    with pytest.raises(UserError, match=None) as err:
+        validate(cfg_factory([override]))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_export_without_an_adapter_is_one_line(cfg_factory, tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(UserError, match="holds no trained adapter; run the train stage first"):
+        export.run(cfg_factory([]), {"train": tmp_path / "train"}, tmp_path / "out")
+
+
+def test_a_missing_mlx_is_named_before_any_work(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlx_lm" else real(name, *a))
+    with pytest.raises(UserError, match=r"export format mlx_q4: needs mlx-lm .* export=\[merged,gguf\]"):
+        export.check_dependencies(["merged", "mlx_q4"])
+    export.check_dependencies(["merged", "gguf"])  # nothing missing for these
+
+
+def fake_artifact(tmp_path, name="gguf"):
+    src = tmp_path / "cache" / name
+    (src / "sub").mkdir(parents=True, exist_ok=True)
+    (src / "m-q8_0.gguf").write_bytes(b"GGUF" + bytes(64))
+    (src / "persona.txt").write_text(PERSONA)
+    (src / "sub" / "extra.json").write_text("{}")
+    (src / "Modelfile").write_text("FROM ./m-q8_0.gguf\n")
+    return src
+
+
+def test_lmstudio_install_is_complete_and_refuses_a_foreign_folder(cfg_factory, tmp_path):
+    cfg = cfg_factory([f"export.lmstudio.models_dir={tmp_path}/lms/models", "export.name=jane-voice"])
+    target = install(cfg, fake_artifact(tmp_path))
+    assert target == tmp_path / "lms/models/voicetune/jane-voice" == target_dir(cfg)
+    files = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()}
+    assert files == {"m-q8_0.gguf", "persona.txt", "sub/extra.json", ".voicetune-install.json"}
+    preset = json.loads((tmp_path / "lms/config-presets/jane-voice.preset.json").read_text())
+    assert {"key": "llm.prediction.systemPrompt", "value": cfg.corpus.persona} in preset["operation"]["fields"]
+    assert install(cfg, fake_artifact(tmp_path)) == target  # the same artifact again: nothing to do
+    with pytest.raises(UserError, match="jane-voice exists; remove it or pick another export.name"):
+        install(cfg, fake_artifact(tmp_path, "other"))
+    assert [p.name for p in target.parent.iterdir()] == ["jane-voice"]  # no temp folder left
+    (target / ".voicetune-install.json").unlink()  # now a folder voicetune did not make ...
+    cfg.export.formats = {"lmstudio": True}
+    with pytest.raises(UserError, match="jane-voice exists"):
+        export.run(cfg, {"train": fake_adapter(tmp_path)}, tmp_path / "out")  # ... refused before any build
+
+
+def fake_adapter(tmp_path):
+    train = tmp_path / "train"
+    (train / "adapter").mkdir(parents=True)
+    (train / "adapter/adapter_config.json").write_text("{}")
+    return train
+
+
+def test_parity_summary_fails_on_mismatch_or_leak():
+    ok = {"runtime": "a", "prompt": "identical", "default_persona": "identical", "conversation": "n/a", "leaks": []}
+    bad = {"runtime": "b", "prompt": "MISMATCH at token 3 (9 vs 10 ids)", "leaks": ["<|im_end|>"]}
+    assert summary([ok])["ok"] and not summary([ok, bad])["ok"]
+    assert summary([ok, bad])["template_mismatches"] == ["b:prompt"] and summary([ok, bad])["leaks"] == ["b"]
+    assert leaks("fine text", ["<|im_end|>"]) == []
+    assert leaks("text<|im_end|>\nuser\nmore", ["<|im_end|>"]) == ["<|im_end|>", "role header"]
+
+
+def test_rendering_comparison_reports_where_ids_differ():
+    class Runtime:
+        def render(self, msgs):
+            return [1, 2, 3] if len(msgs) == 2 else ([1, 2, 9, 9] if len(msgs) == 1 else None)
+
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]
+    got = compare_renderings(Runtime(), msgs, {"prompt": [1, 2, 3], "default_persona": [1, 2, 3], "conversation": [0]})
+    assert got == {"prompt": "identical", "default_persona": "MISMATCH at token 2 (4 vs 3 ids)", "conversation": "n/a"}
+
+
+def test_parity_probes_take_shapes_in_turn():
+    panel = [{"shape": s, "probe_id": i} for i, s in enumerate(["paragraph", "paragraph", "section", "abstract"])]
+    assert [p["shape"] for p in by_shape(panel)] == ["paragraph", "abstract", "section", "paragraph"]
+
+
+def test_rewrite_warns_on_cap_and_early_stop():
+    assert "hit the token cap (50 tokens)" in length_warnings("length", 40, 40, 50)[0]
+    assert "stopped early: 10 words for a 40-word draft (25%)" in length_warnings("stop", 10, 40, 90)[0]
+    assert length_warnings("stop", 38, 40, 90) == []
+
+
+def test_rewrite_reads_prompt_and_draft(tmp_path, cfg_factory):
+    from omegaconf import OmegaConf
+
+    cfg = cfg_factory(["corpus.persona='Jane voice.'"])
+    (tmp_path / "voicetune.yaml").write_text(OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, ["corpus", "data"])))
+    assert prompt_for(tmp_path).persona == "Jane voice."
+    assert prompt_for(None).instruction.startswith("Rewrite this draft")
+    (tmp_path / "empty.txt").write_text("  \n")
+    with pytest.raises(UserError, match="empty.txt: the draft is empty"):
+        read_draft(str(tmp_path / "empty.txt"))
+    with pytest.raises(UserError, match="nope.txt: no such file"):
+        read_draft(str(tmp_path / "nope.txt"))
+
+
+def test_serve_finds_the_artifact_from_a_run_dir(tmp_path):
+    gguf = fake_artifact(tmp_path)
+    (gguf / "m-Q4_K_M.gguf").write_bytes(b"GGUF")
+    (tmp_path / "run/export").mkdir(parents=True)
+    (tmp_path / "run/export/artifacts.json").write_text(json.dumps({"gguf": {"path": str(gguf)}}))
+    assert find_artifact(tmp_path / "run") == gguf / "m-Q4_K_M.gguf"  # the smallest file
+    assert find_artifact(gguf / "m-q8_0.gguf") == gguf / "m-q8_0.gguf"
+    with pytest.raises(UserError, match="holds no .gguf file or MLX model"):
+        find_artifact(tmp_path / "cache")
