@@ -133,15 +133,15 @@ def fake_artifact(tmp_path, name="gguf"):
 
 def test_lmstudio_install_is_complete_and_refuses_a_foreign_folder(cfg_factory, tmp_path):
     cfg = cfg_factory([f"export.lmstudio.models_dir={tmp_path}/lms/models", "export.name=jane-voice"])
-    target = install(cfg, fake_artifact(tmp_path))
+    target = install(cfg, fake_artifact(tmp_path), "key1")
     assert target == tmp_path / "lms/models/voicetune/jane-voice" == target_dir(cfg)
     files = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()}
     assert files == {"m-q8_0.gguf", "persona.txt", "sub/extra.json", ".voicetune-install.json"}
     preset = json.loads((tmp_path / "lms/config-presets/jane-voice.preset.json").read_text())
     assert {"key": "llm.prediction.systemPrompt", "value": cfg.corpus.persona} in preset["operation"]["fields"]
-    assert install(cfg, fake_artifact(tmp_path)) == target  # the same artifact again: nothing to do
+    assert install(cfg, fake_artifact(tmp_path), "key1") == target  # the same artifact again: nothing to do
     with pytest.raises(UserError, match="jane-voice exists; remove it or pick another export.name"):
-        install(cfg, fake_artifact(tmp_path, "other"))
+        install(cfg, fake_artifact(tmp_path, "other"), "key2")
     assert [p.name for p in target.parent.iterdir()] == ["jane-voice"]  # no temp folder left
     (target / ".voicetune-install.json").unlink()  # now a folder voicetune did not make ...
     cfg.export.formats = {"lmstudio": True}
@@ -204,8 +204,38 @@ def test_serve_finds_the_artifact_from_a_run_dir(tmp_path):
     gguf = fake_artifact(tmp_path)
     (gguf / "m-Q4_K_M.gguf").write_bytes(b"GGUF")
     (tmp_path / "run/export").mkdir(parents=True)
-    (tmp_path / "run/export/artifacts.json").write_text(json.dumps({"gguf": {"path": str(gguf)}}))
-    assert find_artifact(tmp_path / "run") == gguf / "m-Q4_K_M.gguf"  # the smallest file
+    (tmp_path / "run/export/artifacts.json").write_text(json.dumps({"gguf": {"folder": "gguf"}}))
+    (tmp_path / "run/export/gguf").symlink_to(gguf)
+    assert find_artifact(tmp_path / "run") == tmp_path / "run/export/gguf/m-Q4_K_M.gguf"  # the smallest file
     assert find_artifact(gguf / "m-q8_0.gguf") == gguf / "m-q8_0.gguf"
     with pytest.raises(UserError, match="holds no .gguf file or MLX model"):
         find_artifact(tmp_path / "cache")
+
+
+def test_compute_modal_exports_remotely_and_installs_lm_studio_here(cfg_factory, tmp_path, monkeypatch):
+    """Modal's cloud cannot exist here: stand in for run_remote's copy-back, check what it was asked."""
+    from voicetune.compute import modal as remote
+
+    asked = {}
+
+    def fake_run_remote(cfg, inputs, out, tracker=None, stage="train"):
+        asked.update(stage=stage, formats=dict(cfg.export.formats), target=cfg.compute.target)
+        src = fake_artifact(tmp_path)
+        (out / "gguf").mkdir(parents=True)
+        for p in src.iterdir():
+            if p.is_file():
+                (out / "gguf" / p.name).write_bytes(p.read_bytes())  # what copy_back leaves in `out`
+        (out / "artifacts.json").write_text(json.dumps({"merged": {"folder": "merged", "key": "m"},
+                                                        "gguf": {"folder": "gguf", "key": "g"}}))
+        return {"formats": ["merged", "gguf"], "remote": {"gpu": "A100-40GB"}}
+
+    monkeypatch.setattr(remote, "run_remote", fake_run_remote)
+    cfg = cfg_factory(["compute=modal", "export=[gguf,lmstudio]", f"export.lmstudio.models_dir={tmp_path}/lms",
+                       "export.name=jane-voice"])
+    out = tmp_path / "out"
+    out.mkdir()
+    metrics = export.run(cfg, {"train": fake_adapter(tmp_path)}, out)
+    assert asked == {"stage": "export", "formats": {"merged": True, "gguf": True}, "target": "modal"}
+    assert metrics["formats"] == ["merged", "gguf", "lmstudio"] and metrics["remote"]["gpu"] == "A100-40GB"
+    assert (tmp_path / "lms/voicetune/jane-voice/m-q8_0.gguf").is_file()
+    assert dict(cfg.export.formats) == {"gguf": True, "lmstudio": True}  # the caller's config is untouched

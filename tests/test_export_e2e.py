@@ -21,7 +21,8 @@ COMMON = {"README.md", "persona.txt", "voicetune.yaml"}
 
 def artifacts(run_dir: Path) -> dict[str, Path]:
     index = json.loads((run_dir / "export/artifacts.json").read_text())
-    return {fmt: Path(entry["path"]) for fmt, entry in index.items()}
+    return {fmt: Path(entry["installed"]) if fmt == "lmstudio" else run_dir / "export" / entry["folder"]
+            for fmt, entry in index.items()}
 
 
 def names(folder: Path) -> set[str]:
@@ -96,7 +97,10 @@ def test_adding_a_format_rebuilds_only_that_format(e2e_run, e2e_cache, tmp_path)
     assert manifest["stages"][-1]["status"] == "miss"  # a different format list ...
     index = json.loads((tmp_path / "again/export/artifacts.json").read_text())
     assert {f: e["cached"] for f, e in index.items()} == {"merged": True, "gguf": True}  # ... same artifacts
-    assert index["gguf"]["path"] == str(artifacts(run_dir)["gguf"])
+    first = json.loads((run_dir / "export/artifacts.json").read_text())
+    assert index["gguf"]["cache"] == first["gguf"]["cache"]
+    assert os.stat(tmp_path / "again/export/gguf/e2e-voice-q8_0.gguf").st_ino == \
+        os.stat(artifacts(run_dir)["gguf"] / "e2e-voice-q8_0.gguf").st_ino  # hard links, not copies
 
 
 def free_port() -> int:

@@ -24,13 +24,13 @@ def find_artifact(path: Path) -> Path:
         return path
     if not path.exists():
         raise UserError(f"{path}: no such file or folder (give a run dir, an export folder or a .gguf)")
-    index = _artifacts_index(path)
+    index, export_dir = _artifacts_index(path)
     if index:
         prefer = ("mlx_q4", "gguf") if platform.system() == "Darwin" else ("gguf", "mlx_q4")
         fmt = next((f for f in prefer if f in index), None)
         if fmt is None:
             raise UserError(f"{path}: its export has no GGUF or MLX artifact; export with export=[gguf,mlx_q4]")
-        path = Path(index[fmt]["path"])
+        path = export_dir / index[fmt]["folder"]
     ggufs = sorted(path.glob("*.gguf"), key=lambda p: p.stat().st_size)
     if ggufs:
         return ggufs[0]  # the smallest: the quantized file when there is one
@@ -39,11 +39,12 @@ def find_artifact(path: Path) -> Path:
     raise UserError(f"{path}: holds no .gguf file or MLX model")
 
 
-def _artifacts_index(path: Path) -> dict:
+def _artifacts_index(path: Path) -> tuple[dict, Path]:
+    """The export's artifacts.json (in an export dir or a run dir) and the folder it sits in."""
     for candidate in (path / "artifacts.json", path / "export" / "artifacts.json"):
         if candidate.is_file():
-            return json.loads(candidate.read_text())
-    return {}
+            return json.loads(candidate.read_text()), candidate.parent
+    return {}, path
 
 
 def command(artifact: Path, host: str, port: int, n_ctx: int) -> list[str]:

@@ -18,7 +18,7 @@ from voicetune.cache import Cache, digest, file_digest
 from voicetune.errors import UserError
 
 # Bump when an artifact's layout or conversion changes, so old cache entries are not trusted.
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3
 # Formats built from the merged folder, and what each needs installed.
 NEEDS_MERGED = ("gguf", "mlx_q4", "lmstudio")
 
@@ -73,18 +73,59 @@ def run(cfg, inputs: dict[str, Path], out: Path) -> dict:
         from voicetune.export.gguf import require_llama_cpp
 
         require_llama_cpp(f"export.gguf.quantize={cfg.export.gguf.quantize}")
+    if cfg.compute.target == "modal":
+        return _run_remote(cfg, inputs, out, formats)
     cache, built, keys = Cache(cfg.cache_dir), {}, {"adapter": adapter_digest(adapter)}
     for fmt in formats:
         if fmt == "lmstudio":
-            from voicetune.export.lmstudio import install
-
-            built[fmt] = {"path": str(install(cfg, built[lmstudio_source(cfg)]["path"])), "cached": False}
+            built[fmt] = _install_lmstudio(cfg, out, built)
             continue
         built[fmt] = _build(cfg, fmt, inputs, cache, keys, built)
+        link_tree(Path(built[fmt]["cache"]), out / fmt)  # the run's export/<format>/ holds the files
     (out / "artifacts.json").write_text(json.dumps(built, indent=2))
-    table = parity.check(cfg, inputs, adapter, {f: Path(b["path"]) for f, b in built.items()}, out)
+    table = parity.check(cfg, inputs, adapter, {f: out / f for f in built if f != "lmstudio"}, out)
     return {"formats": list(built), "parity": table["summary"],
             "sizes_mb": {f: b.get("size_mb") for f, b in built.items()}}
+
+
+def _install_lmstudio(cfg, out: Path, built: dict) -> dict:
+    from voicetune.export.lmstudio import install
+
+    source = lmstudio_source(cfg)
+    return {"installed": str(install(cfg, out / source, built[source]["key"])), "from": source}
+
+
+def _run_remote(cfg, inputs: dict[str, Path], out: Path, formats: list[str]) -> dict:
+    """compute=modal: merge, convert and check on the GPU machine; install into LM Studio here."""
+    from voicetune.compute.modal import run_remote
+
+    import copy
+
+    remote = copy.deepcopy(cfg)  # the caller's config keeps lmstudio
+    remote.export.formats = {f: True for f in formats if f != "lmstudio"}
+    metrics = run_remote(remote, inputs, out, stage="export")
+    if "lmstudio" in formats:
+        built = json.loads((out / "artifacts.json").read_text())
+        built["lmstudio"] = _install_lmstudio(cfg, out, built)
+        (out / "artifacts.json").write_text(json.dumps(built, indent=2))
+        metrics["formats"] = list(built)
+    return metrics
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Hard-link (copy across disks) every file of src into dst: an 8B GGUF is not stored twice."""
+    import os
+    import shutil
+
+    for path in sorted(src.rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue  # cache markers are not artifact files
+        target = dst / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
 
 
 def adapter_digest(adapter: Path) -> str:
@@ -115,7 +156,7 @@ def _build(cfg, fmt: str, inputs: dict, cache: Cache, keys: dict, built: dict) -
             write_folder_files(cfg, fmt, tmp, inputs)
         hit = cache.get(f"export-{fmt}", key)
     size = sum(p.stat().st_size for p in hit.rglob("*") if p.is_file())
-    return {"path": str(hit), "key": key, "cached": cached,
+    return {"folder": fmt, "cache": str(hit), "key": key, "cached": cached,
             "seconds": round(time.perf_counter() - started, 2), "size_mb": round(size / 2**20, 1)}
 
 
@@ -127,11 +168,11 @@ def _convert(cfg, fmt: str, adapter: Path, built: dict, tmp: Path) -> None:
     elif fmt == "gguf":
         from voicetune.export.gguf import build_gguf
 
-        build_gguf(cfg, Path(built["merged"]["path"]), tmp)
+        build_gguf(cfg, Path(built["merged"]["cache"]), tmp)
     elif fmt == "mlx_q4":
         from voicetune.export.mlx import build_mlx
 
-        build_mlx(cfg, Path(built["merged"]["path"]), tmp)
+        build_mlx(cfg, Path(built["merged"]["cache"]), tmp)
 
 
 def write_folder_files(cfg, fmt: str, folder: Path, inputs: dict) -> None:

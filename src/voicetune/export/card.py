@@ -33,7 +33,7 @@ def model_card(cfg, fmt: str, folder: Path, dataset: Path | None = None, evaluat
              "## Persona (default system prompt)", "", f"> {cfg.corpus.persona}", "",
              f"User turn: the instruction, a blank line, then the draft. Instruction: *{cfg.data.instruction}*", ""]
     lines += _data_summary(dataset) + _eval_summary(evaluation)
-    lines += ["## Load it", "", LOAD[fmt].format(path=folder, name=cfg.export.name, gguf=gguf), "",
+    lines += ["## Load it (from this folder)", "", LOAD[fmt].format(path=".", name=cfg.export.name, gguf=gguf), "",
               "`voicetune.yaml` holds the configuration that made this folder; `persona.txt` the system prompt."]
     return "\n".join(lines) + "\n"
 

@@ -31,10 +31,12 @@ def check_target(cfg) -> None:
         raise UserError(f"export.lmstudio: {target} exists; remove it or pick another export.name")
 
 
-def install(cfg, source: str | Path) -> Path:
-    """Copy (hard-link when possible) the artifact into LM Studio's folder, atomically."""
-    source, target = Path(source), target_dir(cfg)
-    stamp = {"source": str(source), "artifact": source.name}
+def install(cfg, source: Path, key: str) -> Path:
+    """Copy (hard-link when possible) the artifact `key` from `source` into LM Studio's folder, atomically."""
+    from voicetune.export import link_tree
+
+    target = target_dir(cfg)
+    stamp = {"artifact": key, "format": source.name}
     if target.exists():
         marker = target / MARKER
         if marker.is_file() and json.loads(marker.read_text()) == stamp:
@@ -42,28 +44,14 @@ def install(cfg, source: str | Path) -> Path:
         raise UserError(f"export.lmstudio: {target} exists; remove it or pick another export.name")
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:6]}")
     try:
-        for path in _files(source):
-            _link_or_copy(path, tmp / path.relative_to(source))
+        link_tree(source, tmp)
+        (tmp / "Modelfile").unlink(missing_ok=True)  # Ollama's, not LM Studio's
         (tmp / MARKER).write_text(json.dumps(stamp))
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_preset(cfg, target)
     return target
-
-
-def _files(source: Path) -> list[Path]:
-    """The weights and the files a person reads; not the Modelfile (Ollama's) or cache markers."""
-    return [p for p in sorted(source.rglob("*"))
-            if p.is_file() and p.name != "Modelfile" and not p.name.startswith(".")]
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)  # an 8B GGUF is 8 GB: no second copy on the same disk
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def write_preset(cfg, target: Path) -> Path:
