@@ -61,7 +61,8 @@ def test_eval_compares_tuned_and_base_on_every_shape(finished):
         assert {"early_stop_rate", "runaway_rate", "length_ratio_median"} <= set(model["overall"])
     assert report["author"]["words"] > 1000
     assert all(set(s["outputs"]) == {"tuned", "base"} for s in report["samples"])
-    assert manifest["stages"][-1]["metrics"]["tuned/eval_loss"] == report["models"]["tuned"]["eval_loss"]
+    eval_record = next(s for s in manifest["stages"] if s["name"] == "eval")
+    assert eval_record["metrics"]["tuned/eval_loss"] == report["models"]["tuned"]["eval_loss"]
 
 
 def test_wandb_offline_run_holds_what_was_logged(finished):
