@@ -56,7 +56,10 @@ def _read_file(path: Path) -> str:
 
 
 def token_cap(draft: str) -> int:
-    return math.ceil(1.5 * TOKENS_PER_WORD * len(draft.split())) + 8
+    """The probes' cap (1.5x the reference, + room for the end token) on the draft's estimated tokens."""
+    from voicetune.generate import token_cap as cap_for
+
+    return cap_for(math.ceil(TOKENS_PER_WORD * len(draft.split())))
 
 
 def rewrite(draft: str, prompt: Prompt, base_url: str, model: str, api_key_env: str | None,
