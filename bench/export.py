@@ -34,9 +34,9 @@ BASELINE = "transformers fp32 (merged)"
 def fresh_adapter(cfg, folder: Path) -> Path:
     """An untrained LoRA adapter (B = 0) on the base: export cost and speed are the same as a trained one."""
     from voicetune.cache import Cache
-    from voicetune.modelio import load_model, load_tokenizer
+    from voicetune.chat import load_model, load_tokenizer
     from voicetune.train import save_adapter
-    from voicetune.train.hf import lora_model
+    from voicetune.stages.train.trainer import lora_model
 
     cache = Cache(cfg.cache_dir)
     save_adapter(cfg, lora_model(load_model(cfg.model, cache), cfg.lora), load_tokenizer(cfg.model, cache), folder)
@@ -45,9 +45,9 @@ def fresh_adapter(cfg, folder: Path) -> Path:
 
 def timed_exports(cfg, adapter: Path, root: Path) -> tuple[dict[str, Path], list[dict]]:
     """Build each artifact the way the export stage does; time and size it."""
-    from voicetune.export.gguf import convert, converter, quantize
-    from voicetune.export.merged import build_merged
-    from voicetune.export.mlx import build_mlx
+    from voicetune.stages.export.gguf import convert, converter, quantize
+    from voicetune.stages.export.merged import build_merged
+    from voicetune.stages.export.mlx import build_mlx
     from voicetune.cache import Cache
 
     paths = {"merged": root / "merged", "q8_0": root / "m-q8_0.gguf", "f16": root / "m-f16.gguf",
@@ -78,7 +78,7 @@ def _size(path: Path) -> int:
 def drafts(cfg, n: int) -> list[list[dict]]:
     """The held-out paragraphs the pipeline's heldout stage writes for the demo corpus."""
     from voicetune import pipeline
-    from voicetune.dataset import read_jsonl
+    from voicetune.stages.dataset import read_jsonl
 
     cfg.stages = ["heldout"]
     with tempfile.TemporaryDirectory() as run_dir:
@@ -90,7 +90,7 @@ def drafts(cfg, n: int) -> list[list[dict]]:
 
 def speeds(cfg, paths: dict[str, Path], convs: list[list[dict]], max_tokens: int) -> list[dict]:
     """Tokens/s of each runtime on the same drafts, each draft alone (what `rewrite` does)."""
-    from voicetune.export.runtimes import LlamaCpp, Mlx, Transformers
+    from voicetune.stages.export.runtimes import LlamaCpp, Mlx, Transformers
 
     contenders = [(BASELINE, lambda: Transformers.folder(paths["merged"], "merged", cfg.model.end_tokens)),
                   ("llama.cpp GGUF q8_0", lambda: LlamaCpp(paths["q8_0"])),
@@ -133,7 +133,7 @@ def main() -> None:
     args = p.parse_args()
     if args.quick:
         args.drafts, args.max_tokens = 1, 32
-    cfg = make_cfg(["tracking=disabled", "train.eval_samples=4"], args.cache)
+    cfg = make_cfg(["tracking=disabled", "eval.samples_per_shape=4"], args.cache)
     with tempfile.TemporaryDirectory() as tmp:
         paths, exports = timed_exports(cfg, fresh_adapter(cfg, Path(tmp)), Path(tmp) / "artifacts")
         runs = speeds(cfg, paths, drafts(cfg, args.drafts), args.max_tokens)

@@ -45,7 +45,7 @@ def voicetune_extract(files: list[Path]) -> int:
     from omegaconf import OmegaConf
 
     from voicetune.config import CorpusConfig
-    from voicetune.extract import Rules, extract_paper
+    from voicetune.stages.extract import Rules, extract_paper
 
     rules = Rules.from_config(OmegaConf.structured(CorpusConfig(path=str(files[0].parent))))
     return sum(extract_paper(f, rules).words for f in files)

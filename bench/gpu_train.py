@@ -41,7 +41,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from voicetune.train.data import IGNORE  # noqa: E402
+from voicetune.packing import IGNORE  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "gpu_train.md"
 CONFIGS = ("padded", "grouped-sdpa", "packed-sdpa", "packed-flex", "unsloth-grouped", "unsloth-packed")
@@ -120,7 +120,7 @@ def base_model(shape: Shape, attn: str):
 
 def hf_model(shape: Shape, cfg, attn: str):
     """The hf backend's model: bf16 base + the project's lora_model."""
-    from voicetune.train.hf import lora_model
+    from voicetune.stages.train.trainer import lora_model
 
     return lora_model(base_model(shape, attn), cfg.lora)
 
@@ -129,7 +129,7 @@ def unsloth_model(shape: Shape, cfg, work: Path):
     """The unsloth backend's model: the random base saved once, loaded 4-bit with the backend's own arguments."""
     from unsloth import FastLanguageModel
 
-    from voicetune.train.unsloth import load_kwargs, peft_kwargs
+    from voicetune.backends.unsloth import load_kwargs, peft_kwargs
 
     folder = work / "base"
     base = base_model(shape, "sdpa")
@@ -194,7 +194,7 @@ def padded_trainer(cfg, model, data: list[dict], work: Path, clock):
     from transformers import IntervalStrategy, Trainer
 
     from counting import CountsPaddedTokens
-    from voicetune.train.hf import training_args
+    from voicetune.stages.train.trainer import training_args
 
     class CountingTrainer(CountsPaddedTokens, Trainer):
         """The plain Trainer, counting real and computed tokens."""
@@ -215,7 +215,7 @@ def padded_trainer(cfg, model, data: list[dict], work: Path, clock):
 
 def project_trainer(cfg, model, data: list[dict], work: Path, clock, pack: bool):
     """hf.make_trainer exactly as the train stage calls it (equal weights: random ids have no sections)."""
-    from voicetune.train.hf import make_trainer
+    from voicetune.stages.train.trainer import make_trainer
 
     tok = SimpleNamespace(pad_token_id=0)
     trainer = make_trainer(cfg, model, tok, data, data[:4], [1.0] * len(data), work, [clock], pack=pack)

@@ -29,8 +29,9 @@ from openai_server import (  # noqa: E402
     KEY_ENV, STYLES, TEST_KEY, FakeOpenAIProcess, local_cfg, run_and_kill, write_units,
 )
 
-from voicetune import pairs  # noqa: E402
+from voicetune import drafting as pairs  # noqa: E402
 from voicetune.cache import Cache  # noqa: E402
+from voicetune.pipeline import run_stage  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "pairs.md"
 NOTES = """Where the time goes. Start-up (stage start to the first request at the server) is
@@ -65,7 +66,7 @@ def throughput(fake: FakeOpenAIProcess, work: Path, args: argparse.Namespace) ->
                     styles=STYLES[:1])
     start = time.monotonic()  # CLOCK_MONOTONIC: the same clock as the server's timestamps
     with contextlib.redirect_stderr(io.StringIO()):  # the progress bar
-        stats = pairs.run(cfg, {"units": units}, work / "out-a")
+        stats = run_stage("pairs", cfg, {"units": units}, work / "out-a")
     end = time.monotonic()
     ideal = args.concurrency / args.latency
     rate = stats["requests_sent"] / stats["seconds"]
@@ -89,7 +90,7 @@ def kill_and_resume(fake: FakeOpenAIProcess, work: Path, args: argparse.Namespac
     done = set(pairs.Journal(journal).load())
     fake.reset()
     with contextlib.redirect_stderr(io.StringIO()):
-        stats = pairs.run(cfg, {"units": units}, work / "out-b")
+        stats = run_stage("pairs", cfg, {"units": units}, work / "out-b")
     keys = {i.request.prompt: i.request.key for i in pairs.plan(cfg, pairs.load_units(units))}
     resent = [keys[r["prompt"]] for r in fake.requests]
     lines = (work / "out-b" / "pairs.jsonl").read_text().splitlines()

@@ -61,8 +61,8 @@ def fresh_model(cfg):
     """SmolLM2-135M fp32 with the `lora` group's adapter, seeded so every run starts equal."""
     from transformers import set_seed
 
-    from voicetune.modelio import load_model
-    from voicetune.train.hf import lora_model
+    from voicetune.chat import load_model
+    from voicetune.stages.train.trainer import lora_model
 
     set_seed(cfg.train.seed)
     model = lora_model(load_model(cfg.model, Cache(cfg.cache_dir)), cfg.lora)
@@ -88,7 +88,7 @@ def make_clock():
 
 def ours(cfg, tok, data: Path, work: Path, clock):
     """make_trainer exactly as the train stage builds it, on the same weighted, packed rows."""
-    from voicetune.train.hf import make_trainer
+    from voicetune.stages.train.trainer import make_trainer
 
     ends = end_tokens(cfg, tok)
     train_ex, recs, _ = encode_split(read_jsonl(data / "train.jsonl"), tok, ends, cfg.train.seq_len)
@@ -126,7 +126,7 @@ def baseline(cfg, tok, data: Path, work: Path, clock):
     from trl import SFTConfig, SFTTrainer
 
     from counting import CountsPaddedTokens
-    from voicetune.train.hf import training_args
+    from voicetune.stages.train.trainer import training_args
 
     class CountingSFTTrainer(CountsPaddedTokens, SFTTrainer):
         """SFTTrainer unchanged, except that it counts real (attention_mask=1) and computed tokens."""
@@ -166,7 +166,7 @@ def measure(build, lengths, cfg, tok, data: Path) -> dict:
 
 def rounds(args: argparse.Namespace) -> dict[str, list[dict]]:
     """Alternate the contenders round by round; each run in the same process, one after the other."""
-    from voicetune.modelio import load_tokenizer
+    from voicetune.chat import load_tokenizer
 
     data = dataset_dir(args.cache)
     cfg = train_cfg(args)

@@ -41,8 +41,8 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 
 
 # The end-to-end run shared by test_train_e2e and test_export_e2e: 2 training steps, then every
 # export format, LM Studio into the temp dir, one parity probe per runtime.
-E2E = ["train.max_steps=2", "train.eval_steps=2", "train.save_steps=2", "train.eval_records=4",
-       "train.batch_size=2", "train.grad_accum=1", "train.eval_samples=1"]
+E2E = ["train.max_steps=2", "train.eval_steps=2", "train.save_steps=2", "eval.loss_records=4",
+       "train.batch_size=2", "train.grad_accum=1", "eval.samples_per_shape=1"]
 EXPORT = ["export=[merged,gguf,mlx_q4,lmstudio]", "export.gguf.quantize=Q4_K_M", "export.parity_probes=1",
           "export.name=e2e-voice"]
 

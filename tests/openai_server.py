@@ -317,8 +317,8 @@ DRIVER = """
 import sys
 from pathlib import Path
 from omegaconf import OmegaConf
-from voicetune import pairs
-pairs.run(OmegaConf.load(sys.argv[1]), {"units": Path(sys.argv[2])}, Path(sys.argv[3]))
+from voicetune.pipeline import run_stage
+run_stage("pairs", OmegaConf.load(sys.argv[1]), {"units": Path(sys.argv[2])}, Path(sys.argv[3]))
 """
 
 

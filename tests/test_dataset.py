@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from voicetune import dataset
 from voicetune.cache import Cache
 from voicetune.config import Config
+from voicetune.contract import Context, Services, view
 from voicetune.errors import UserError
+from voicetune.records import section_weight, write_split
+from voicetune.stages import STAGES, dataset
+from voicetune.stages.split import valid_papers
 
 PERSONA = "You are the author. Rewrite in the author's voice."
 INSTRUCTION = "Rewrite this draft in my published style."
@@ -99,11 +102,42 @@ def word_count(messages: list[dict]) -> int:
     return sum(len(m["content"].split()) + 4 for m in messages)
 
 
+class WordTokenizer:
+    """Stands in for the model's tokenizer: word_count tokens per conversation."""
+
+    def apply_chat_template(self, messages, tokenize=True, **kwargs):
+        return [0] * word_count(messages)
+
+
+class WordServices(Services):
+    def tokenizer(self, model_cfg):
+        return WordTokenizer()
+
+
+def split_dir(tmp_path: Path, pairs: list[dict], cfg) -> Path:
+    """The split stage's output for the papers of these pairs."""
+    folder = tmp_path / "split"
+    folder.mkdir(parents=True, exist_ok=True)
+    papers = sorted({p["paper"] for p in pairs})
+    valid = valid_papers(papers, cfg.data.valid_fraction, cfg.data.seed)
+    write_split(folder, {"train": [p for p in papers if p not in valid], "valid": sorted(valid)})
+    return folder
+
+
+def run_dataset(cfg, inputs: dict, out: Path) -> dict:
+    """The stage through its declared view, as the pipeline runs it."""
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(view(cfg, STAGES["dataset"].reads), inputs, out, WordServices(Cache(cfg.cache_dir)))
+    return dataset.run(ctx)
+
+
 def build(tmp_path: Path, pairs: list[dict] | None = None, **data) -> tuple[dict, Path]:
     """Run the stage on fixture pairs; return (summary, out)."""
-    src = write_pairs_dir(tmp_path / "pairs", make_pairs() if pairs is None else pairs)
+    pairs = make_pairs() if pairs is None else pairs
+    src = write_pairs_dir(tmp_path / "pairs", pairs)
+    cfg = make_cfg(tmp_path, **data)
     out = tmp_path / "dataset"
-    summary = dataset.run(make_cfg(tmp_path, **data), {"pairs": src}, out, count_tokens=word_count)
+    summary = run_dataset(cfg, {"pairs": src, "split": split_dir(tmp_path, pairs, cfg)}, out)
     return summary, out
 
 
@@ -144,27 +178,21 @@ def test_split_is_by_paper_with_summary(built):
 
 
 def test_same_seed_same_split_and_seeds_differ():
-    pairs = make_pairs(n_papers=10, units_per_paper=1)
-    assert dataset.split_papers(pairs, 0.2, 7) == dataset.split_papers(pairs, 0.2, 7)
-    splits = {frozenset(dataset.split_papers(pairs, 0.2, seed)) for seed in range(10)}
+    papers = [f"paper{i}" for i in range(10)]
+    assert valid_papers(papers, 0.2, 7) == valid_papers(papers, 0.2, 7)
+    splits = {frozenset(valid_papers(papers, 0.2, seed)) for seed in range(10)}
     assert len(splits) > 1
     assert all(len(s) == 2 for s in splits)
 
 
-def test_split_depends_only_on_paper_ids():
-    # sentence-only and shape-mix pairs of the same papers hold out the same papers, so the
-    # shape ablation evaluates both runs on the same unseen text.
-    sentences = [pair(f"{p}-s", p, "results", "sentence", "a", f"sentence {p}") for p in "abcdefg"]
-    mixed = [pair(f"{p}-{s}", p, "results", s, "a", f"{s} {p}") for p in "abcdefg"
-             for s in ("paragraph", "section", "abstract")]
+def test_split_of_a_paper_does_not_depend_on_the_others_order():
+    # The split ranks papers by a seeded hash of their own id: listing order changes nothing.
     for seed in range(5):
-        assert dataset.split_papers(sentences, 0.3, seed) == dataset.split_papers(mixed, 0.3, seed)
-    assert dataset.valid_papers(list("abcdefg"), 0.3, 1) == dataset.split_papers(mixed, 0.3, 1)
+        assert valid_papers(list("abcdefg"), 0.3, seed) == valid_papers(list("gfedcba"), 0.3, seed)
 
 
 def test_two_papers_put_one_on_each_side_even_with_large_fraction():
-    pairs = [pair(f"{p}-u", p, "results", "paragraph", "a", f"text {p}") for p in ("a", "b")]
-    assert len(dataset.split_papers(pairs, 0.9, 0)) == 1
+    assert len(valid_papers(["a", "b"], 0.9, 0)) == 1
 
 
 def test_weights_per_section_from_config(built):
@@ -175,8 +203,8 @@ def test_weights_per_section_from_config(built):
     # "discussion" and "body" are not in the map: they get the "unknown" weight.
     assert {r["section"] for r in records} >= {"abstract", "conclusion", "discussion", "body"}
     assert {r["weight"] for r in records} == {2.0, 1.0, 1.5, 0.5, 0.25}
-    assert dataset.section_weight("body", WEIGHTS) == 0.25
-    assert dataset.section_weight("abstract", {"abstract": 3.0, "unknown": 0.1}) == 3.0
+    assert section_weight("body", WEIGHTS) == 0.25
+    assert section_weight("abstract", {"abstract": 3.0, "unknown": 0.1}) == 3.0
 
 
 def test_dedup_removes_exact_and_near_duplicates_but_keeps_style_variants(tmp_path):
@@ -256,35 +284,56 @@ def test_dataset_dict_loads_back(built):
 
 
 def test_one_paper_corpus_is_a_one_line_user_error(tmp_path):
+    from voicetune.pipeline import run_stage
+
+    extract = tmp_path / "extract"
+    extract.mkdir()
+    (extract / "papers.jsonl").write_text(json.dumps({"id": "only", "sections": []}) + "\n")
     with pytest.raises(UserError) as err:
-        build(tmp_path, make_pairs(n_papers=1))
+        run_stage("split", make_cfg(tmp_path), {"extract": extract}, tmp_path / "split")
     assert "at least 2 papers" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_valid_papers_without_pairs_is_a_one_line_user_error(tmp_path):
+    # The held-out paper lost every pair (gates, dedup): the split stays, and the run says so.
+    pairs = make_pairs()
+    cfg = make_cfg(tmp_path)
+    split = split_dir(tmp_path, pairs, cfg)
+    held_out = json.loads((split / "split.json").read_text())["valid"]
+    src = write_pairs_dir(tmp_path / "pairs", [p for p in pairs if p["paper"] not in held_out])
+    with pytest.raises(UserError) as err:
+        run_dataset(cfg, {"pairs": src, "split": split}, tmp_path / "o")
+    assert str(err.value).startswith("dataset: no valid pairs left") and held_out[0] in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_bad_pairs_input_names_the_file(tmp_path):
     src = tmp_path / "pairs"
     src.mkdir()
+    cfg = make_cfg(tmp_path)
+    split = split_dir(tmp_path, make_pairs(), cfg)
     with pytest.raises(UserError, match="pairs.jsonl: not found"):
-        dataset.run(make_cfg(tmp_path), {"pairs": src}, tmp_path / "o", count_tokens=word_count)
+        run_dataset(cfg, {"pairs": src, "split": split}, tmp_path / "o")
     (src / "pairs.jsonl").write_text(json.dumps(make_pairs()[0]) + "\n{oops\n")
     with pytest.raises(UserError, match=r"pairs.jsonl:2: not valid JSON"):
-        dataset.run(make_cfg(tmp_path), {"pairs": src}, tmp_path / "o", count_tokens=word_count)
+        run_dataset(cfg, {"pairs": src, "split": split}, tmp_path / "o")
 
 
 @pytest.mark.slow
 def test_tokens_use_the_model_chat_template(cfg_factory):
+    from voicetune.chat import load_tokenizer
     from voicetune.config import smollm2_dir
 
     try:
         smollm2_dir()
     except UserError as exc:
         pytest.skip(str(exc))
+    from voicetune.chat import chat_token_counter
+
     cfg = cfg_factory()  # the default model: SmolLM2 from its GGUF, ChatML template
-    count = dataset.model_token_counter(cfg)
+    count = chat_token_counter(load_tokenizer(cfg.model, Cache(cfg.cache_dir)))
     messages = [{"role": "system", "content": PERSONA}, {"role": "user", "content": "hi"},
                 {"role": "assistant", "content": "Hello there."}]
-    from voicetune.modelio import load_tokenizer
-
     tok = load_tokenizer(cfg.model, Cache(cfg.cache_dir))
     content_only = sum(len(tok(m["content"], add_special_tokens=False)["input_ids"])
                        for m in messages)

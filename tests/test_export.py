@@ -8,13 +8,16 @@ from jinja2 import Environment
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from voicetune import export
-from voicetune.config import validate
+from conftest import CONF
+from voicetune.contract import view
 from voicetune.errors import UserError
-from voicetune.export.gguf import ollama_template, read_modelfile, render_ollama
-from voicetune.export.lmstudio import install, target_dir
-from voicetune.export.merged import persona_template, portable_tokenizer_config
-from voicetune.export.parity import by_shape, compare_renderings, leaks, summary
+from voicetune.pipeline import resolve_choices, run_stage
+from voicetune.preflight import compose_checked
+from voicetune.stages import STAGES, export
+from voicetune.stages.export.gguf import ollama_template, read_modelfile, render_ollama
+from voicetune.stages.export.lmstudio import install, target_dir
+from voicetune.stages.export.merged import persona_template, portable_tokenizer_config
+from voicetune.stages.export.parity import by_shape, compare_renderings, leaks, summary
 from voicetune.rewrite import length_warnings, prompt_for, read_draft
 from voicetune.serve import find_artifact
 
@@ -82,6 +85,7 @@ def test_portable_tokenizer_config(tmp_path):
 def test_formats_are_built_in_order_with_what_they_need(cfg_factory, formats, want):
     cfg = cfg_factory(["export=none"])
     cfg.export.formats = formats
+    cfg, _ = resolve_choices(cfg, ["export"])  # export.lmstudio.source=auto -> gguf on Linux
     assert export.wanted(cfg) == want
 
 
@@ -94,31 +98,36 @@ def test_export_options_add_up(cfg_factory):
 
 @pytest.mark.parametrize("override,message", [
     ("+export.formats.onnx=true", "export.formats.onnx=True: format must be one of"),
-    ("export.gguf.quantize=Q3_K", "export.gguf.quantize='Q3_K': allowed: null, Q4_K_M"),
-    ("export.gguf.outtype=q4_0", "export.gguf.outtype='q4_0': allowed: f16, bf16, q8_0"),
+    ("export.gguf.quantize=Q3_K", "export.gguf.quantize: Invalid value 'Q3_K', expected one of [Q4_K_M"),
+    ("export.gguf.outtype=q4_0", "export.gguf.outtype: Invalid value 'q4_0', expected one of [f16, bf16, q8_0]"),
     ("export.name=my/model", "export.name='my/model': letters, digits"),
     ("export.mlx.q_bits=5", "export.mlx.q_bits=5: allowed: 2, 3, 4, 6, 8"),
 ])
-def test_bad_export_options_name_the_key(cfg_factory, override, message):
+def test_bad_export_options_name_the_key(override, message):
     with pytest.raises(UserError, match=None) as err:
-        validate(cfg_factory([override]))
+        compose_checked(CONF, [override])
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_export_without_an_adapter_is_one_line(cfg_factory, tmp_path):
     (tmp_path / "train").mkdir()
     with pytest.raises(UserError, match="holds no trained adapter; run the train stage first"):
-        export.run(cfg_factory([]), {"train": tmp_path / "train"}, tmp_path / "out")
+        run_stage("export", cfg_factory([]), {"train": tmp_path / "train"}, tmp_path / "out")
 
 
-def test_a_missing_mlx_is_named_before_any_work(monkeypatch):
+def export_view(cfg):
+    cfg, _ = resolve_choices(cfg, ["export"])
+    return view(cfg, STAGES["export"].reads)
+
+
+def test_a_missing_mlx_is_named_before_any_work(cfg_factory, monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlx_lm" else real(name, *a))
     with pytest.raises(UserError, match=r"export format mlx_q4: needs mlx-lm .* export=\[merged,gguf\]"):
-        export.check_dependencies(["merged", "mlx_q4"])
-    export.check_dependencies(["merged", "gguf"])  # nothing missing for these
+        export.check(export_view(cfg_factory(["export=[merged,mlx_q4]"])))
+    export.check(export_view(cfg_factory(["export=[merged,gguf]"])))  # nothing missing for these
 
 
 def fake_artifact(tmp_path, name="gguf"):
@@ -144,9 +153,14 @@ def test_lmstudio_install_is_complete_and_refuses_a_foreign_folder(cfg_factory, 
         install(cfg, fake_artifact(tmp_path, "other"), "key2")
     assert [p.name for p in target.parent.iterdir()] == ["jane-voice"]  # no temp folder left
     (target / ".voicetune-install.json").unlink()  # now a folder voicetune did not make ...
-    cfg.export.formats = {"lmstudio": True}
+    from voicetune.pipeline import run
+
+    cache = tmp_path / "fresh-cache"
+    cfg = cfg_factory([f"export.lmstudio.models_dir={tmp_path}/lms/models", "export.name=jane-voice",
+                       "export=[gguf,lmstudio]", "stages=[export]", f"cache_dir={cache}"])
     with pytest.raises(UserError, match="jane-voice exists"):
-        export.run(cfg, {"train": fake_adapter(tmp_path)}, tmp_path / "out")  # ... refused before any build
+        run(cfg, tmp_path / "run")  # ... refused before any stage of the run computes
+    assert not (cache / "stages").exists()
 
 
 def fake_adapter(tmp_path):
@@ -213,29 +227,41 @@ def test_serve_finds_the_artifact_from_a_run_dir(tmp_path):
 
 
 def test_compute_modal_exports_remotely_and_installs_lm_studio_here(cfg_factory, tmp_path, monkeypatch):
-    """Modal's cloud cannot exist here: stand in for run_remote's copy-back, check what it was asked."""
+    """Modal's cloud cannot exist here: stand in for run_remote's copy-back, check what it was given."""
+    from voicetune.cache import Cache
     from voicetune.compute import modal as remote
+    from voicetune.contract import Context, Services
+    from voicetune.pipeline import placement, run_placed
+    from voicetune.stages.export.lmstudio import deliver
 
     asked = {}
 
-    def fake_run_remote(cfg, inputs, out, tracker=None, stage="train"):
-        asked.update(stage=stage, formats=dict(cfg.export.formats), target=cfg.compute.target)
+    def fake_run_remote(spec, ctx, compute, tracking):
+        asked.update(stage=spec.name, function=spec.function, formats=dict(ctx.cfg.export.formats),
+                     target=str(compute.target), sees_compute="compute" in ctx.cfg)
         src = fake_artifact(tmp_path)
-        (out / "gguf").mkdir(parents=True)
+        (ctx.out / "gguf").mkdir(parents=True)
         for p in src.iterdir():
             if p.is_file():
-                (out / "gguf" / p.name).write_bytes(p.read_bytes())  # what copy_back leaves in `out`
-        (out / "artifacts.json").write_text(json.dumps({"merged": {"folder": "merged", "key": "m"},
-                                                        "gguf": {"folder": "gguf", "key": "g"}}))
+                (ctx.out / "gguf" / p.name).write_bytes(p.read_bytes())  # what copy_back leaves in `out`
+        (ctx.out / "artifacts.json").write_text(json.dumps({"merged": {"folder": "merged", "key": "m"},
+                                                            "gguf": {"folder": "gguf", "key": "g"}}))
         return {"formats": ["merged", "gguf"], "remote": {"gpu": "A100-40GB"}}
 
     monkeypatch.setattr(remote, "run_remote", fake_run_remote)
     cfg = cfg_factory(["compute=modal", "export=[gguf,lmstudio]", f"export.lmstudio.models_dir={tmp_path}/lms",
                        "export.name=jane-voice"])
-    out = tmp_path / "out"
+    cfg, _ = resolve_choices(cfg, ["train", "export"])
+    assert placement(cfg, "export") == "modal" and placement(cfg, "eval") == "local"  # compute.stages
+    spec, out = STAGES["export"], tmp_path / "out"
     out.mkdir()
-    metrics = export.run(cfg, {"train": fake_adapter(tmp_path)}, out)
-    assert asked == {"stage": "export", "formats": {"merged": True, "gguf": True}, "target": "modal"}
-    assert metrics["formats"] == ["merged", "gguf", "lmstudio"] and metrics["remote"]["gpu"] == "A100-40GB"
+    services = Services(Cache(cfg.cache_dir))
+    metrics = run_placed(spec, Context(view(cfg, spec.reads), {"train": fake_adapter(tmp_path)}, out, services),
+                         cfg, "modal")
+    assert asked == {"stage": "export", "function": "voicetune.stages.export:run",
+                     "formats": {"gguf": True, "lmstudio": True}, "target": "modal", "sees_compute": False}
+    assert metrics["remote"]["gpu"] == "A100-40GB"
+    # The delivery runs here, from what came back.
+    delivered = deliver(Context(view(cfg, spec.deliver_reads), {}, out, services))
+    assert delivered == {"lmstudio": str(tmp_path / "lms/voicetune/jane-voice"), "from": "gguf"}
     assert (tmp_path / "lms/voicetune/jane-voice/m-q8_0.gguf").is_file()
-    assert dict(cfg.export.formats) == {"gguf": True, "lmstudio": True}  # the caller's config is untouched

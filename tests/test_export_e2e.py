@@ -55,7 +55,7 @@ def test_merged_model_lists_every_end_token_and_loads_in_transformers_4_and_5(e2
 
 
 def test_modelfile_stops_on_every_end_token_with_the_persona(e2e_run):
-    from voicetune.export.gguf import read_modelfile
+    from voicetune.stages.export.gguf import read_modelfile
 
     gguf = artifacts(e2e_run[0])["gguf"]
     text = (gguf / "Modelfile").read_text()
@@ -138,7 +138,7 @@ def test_serve_and_rewrite_work_against_each_other(e2e_run, tmp_path):
 
 
 def held_out_draft(run_dir: Path) -> str:
-    from voicetune.dataset import read_jsonl
+    from voicetune.stages.dataset import read_jsonl
 
     record = next(r for r in read_jsonl(run_dir / "heldout/heldout.jsonl") if r["shape"] == "paragraph")
     return record["messages"][1]["content"].split("\n\n", 1)[1]

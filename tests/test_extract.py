@@ -15,8 +15,10 @@ from omegaconf import OmegaConf
 
 from voicetune.config import CorpusConfig
 from voicetune.errors import UserError
-from voicetune.extract import Rules, corpus_files, extract_paper, run, slug
-from voicetune.ooxml import DocxError
+from voicetune.cache import Cache
+from voicetune.pipeline import run_stage
+from voicetune.stages.extract import Rules, corpus_files, extract_paper, slug
+from voicetune.stages.extract.ooxml import DocxError
 
 INTRO = prose("Introduction text")
 METHODS = prose("Methods text")
@@ -276,7 +278,8 @@ def test_bad_files_get_error_rows_and_the_rest_is_processed(tmp_path, capsys):
     expected = _bad_files(corpus)
     make_docx(corpus / "sub" / "Good Paper.DOCX",
               paper([("Introduction", [INTRO] * 6), ("Methods", [METHODS] * 2)]))
-    summary = run(OmegaConf.create({"corpus": CorpusConfig(path=str(corpus))}), {}, out)
+    summary = run_stage("extract", OmegaConf.create({"corpus": CorpusConfig(path=str(corpus))}), {}, out,
+                    cache=Cache(tmp_path / "cache"))
     rows = {Path(row["file"]).name: row for row in json.loads((out / "report.json").read_text())}
     for name, reason in expected.items():
         assert rows[name]["status"] == "error" and reason in rows[name]["reason"], name
@@ -294,7 +297,8 @@ def test_no_paper_extracted_is_a_user_error(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(UserError, match="corpus.path=.*no paper could be extracted"):
-        run(OmegaConf.create({"corpus": CorpusConfig(path=str(tmp_path))}), {}, out)
+        run_stage("extract", OmegaConf.create({"corpus": CorpusConfig(path=str(tmp_path))}), {}, out,
+                    cache=Cache(tmp_path / "cache"))
 
 
 def test_docx_error_for_paper_with_only_front_matter(tmp_path, rules):
@@ -311,7 +315,8 @@ def test_outputs_markdown_jsonl_report(tmp_path):
     make_docx(corpus / "My Paper (v2).docx", body)
     make_docx(corpus / "my-paper-v2.docx", body)  # same slug: gets a suffix
     out.mkdir()
-    run(OmegaConf.create({"corpus": CorpusConfig(path=str(corpus))}), {}, out)
+    run_stage("extract", OmegaConf.create({"corpus": CorpusConfig(path=str(corpus))}), {}, out,
+                    cache=Cache(tmp_path / "cache"))
     records = [json.loads(x) for x in (out / "papers.jsonl").read_text().splitlines()]
     assert [rec["id"] for rec in records] == ["my-paper-v2", "my-paper-v2-2"]
     rec = records[0]

@@ -24,7 +24,7 @@ from docx_factory import (
 from omegaconf import OmegaConf
 
 from voicetune.config import DEFAULT_END_MARKERS, DEFAULT_EXCLUDED, CorpusConfig, demo_corpus_path
-from voicetune.extract import Rules, extract_paper
+from voicetune.stages.extract import Rules, extract_paper
 
 # Measured on the 7 demo papers: 0.9869-1.0000 (see bench/results/extract.md); the gap
 # is inline maths, which pandoc writes with TeX-like sub/superscripts (β_ j vs βj).

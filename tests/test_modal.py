@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from voicetune.compute import modal as remote
-from voicetune.config import MODAL_GPUS, validate
+from voicetune.config import ModalGpu, validate
+from voicetune.pipeline import resolve_choices
+from voicetune.stages import STAGES
 from voicetune.errors import UserError
 
 PINS = ["unsloth[cu128-torch270]==2025.7.8", "transformers==4.54.0"]
@@ -25,21 +27,37 @@ WANDB_VALUE = "wandb-test-value-0123456789abcdef0123456789"
 @pytest.fixture
 def modal_cfg(cfg_factory):
     return cfg_factory(["compute=modal", "compute.gpu=H100", "compute.timeout=1800", "compute.retries=3",
-                        "compute.secrets=[wandb,huggingface]", "tracking=disabled"])
+                        "compute.secrets=[wandb,huggingface]", "tracking=disabled", "train.backend=auto"])
 
 
 @pytest.fixture
 def inputs(tmp_path):
-    """A dataset and a heldout folder as the cache holds them, with a nested file and the marker."""
-    dataset, heldout = tmp_path / "stages/dataset", tmp_path / "stages/heldout"
+    """A dataset and a probes folder as the cache holds them, with a nested file and the marker."""
+    dataset, probes = tmp_path / "stages/dataset", tmp_path / "stages/probes"
     (dataset / "hf/train").mkdir(parents=True)
-    heldout.mkdir(parents=True)
+    probes.mkdir(parents=True)
     (dataset / "train.jsonl").write_text('{"messages": []}\n')
     (dataset / "valid.jsonl").write_text('{"messages": [1]}\n')
     (dataset / "hf/train/data.arrow").write_bytes(b"\x00\x01arrow")
     (dataset / ".complete").write_text("key")
-    (heldout / "heldout.jsonl").write_text('{"probe": 1}\n')
-    return {"dataset": dataset, "heldout": heldout}
+    (probes / "probes.jsonl").write_text('{"probe": 1}\n')
+    return {"dataset": dataset, "probes": probes}
+
+
+def train_ctx(cfg, inputs, out, tracker=None):
+    """The train stage's context as the pipeline builds it: its view, its inputs, services."""
+    from voicetune.cache import Cache
+    from voicetune.contract import Context, Services, view
+
+    cfg, _ = resolve_choices(cfg, ["train"])
+    return Context(view(cfg, STAGES["train"].reads), inputs, out, Services(Cache(cfg.cache_dir)), tracker)
+
+
+def payload(cfg, inputs, out=None, tracker=None):
+    from voicetune.tracking import remote_settings
+
+    ctx = train_ctx(cfg, inputs, out or Path("unused"), tracker)
+    return remote.build_payload(STAGES["train"], ctx, cfg.compute, remote_settings(cfg))
 
 
 @dataclass
@@ -66,11 +84,13 @@ class FolderVolume:
         yield from (data[i:i + 4] for i in range(0, len(data), 4))  # several chunks, like Modal's
 
 
-def fake_train(cfg, inputs, out, tracker=None):
+def fake_train(ctx):
     """Stands in for the train stage: checks what the container gives it, writes a nested output tree."""
-    assert cfg.compute.target == "local" and cfg.model.name == "smollm2_135m"
+    inputs, out = ctx.inputs, ctx.out
+    assert ctx.cfg.model.name == "smollm2_135m" and ctx.cfg.train.backend == "unsloth"  # resolved for the GPU
+    assert "compute" not in ctx.cfg  # the stage sees its view, not where it runs
     assert (inputs["dataset"] / "hf/train/data.arrow").read_bytes() == b"\x00\x01arrow"
-    assert (inputs["heldout"] / "heldout.jsonl").is_file()
+    assert (inputs["probes"] / "probes.jsonl").is_file()
     (out / "adapter/tokenizer").mkdir(parents=True)
     (out / "adapter/adapter_model.safetensors").write_bytes(b"weights" * 10)
     (out / "adapter/tokenizer/tokenizer.json").write_text("{}")
@@ -145,28 +165,30 @@ def test_image_installs_exactly_the_cuda_pins_first(monkeypatch):
 
 
 def test_image_pins_are_the_unsloth_backends():
-    unsloth = pytest.importorskip("voicetune.train.unsloth")
+    unsloth = pytest.importorskip("voicetune.backends.unsloth")
     pins = unsloth.cuda_requirements()
     assert pins and remote.image_packages()[:len(pins)] == pins
 
 
 def test_payload_carries_files_and_config_but_no_secret(modal_cfg, inputs, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", WANDB_VALUE)
-    body = remote.build_payload(modal_cfg, inputs, "train")
+    body = payload(modal_cfg, inputs)
     assert body["files"] == {"dataset/train.jsonl": b'{"messages": []}\n', "dataset/valid.jsonl": b'{"messages": [1]}\n',
-                             "dataset/hf/train/data.arrow": b"\x00\x01arrow", "heldout/heldout.jsonl": b'{"probe": 1}\n'}
-    assert isinstance(body["config"], str) and "target: modal" in body["config"] and "gpu: H100" in body["config"]
+                             "dataset/hf/train/data.arrow": b"\x00\x01arrow", "probes/probes.jsonl": b'{"probe": 1}\n'}
+    # The stage's view travels, not the whole config: no compute, no generator, no tracking keys.
+    assert isinstance(body["config"], str) and "backend: unsloth" in body["config"] and "compute" not in body["config"]
+    assert body["function"] == "voicetune.stages.train:run" and body["tracked"] is True
     assert WANDB_VALUE.encode() not in pickle.dumps(body) and "WANDB_API_KEY" not in body["config"]
     assert body["key"].startswith("train-") and body["runs_volume"] == "voicetune-runs"
-    assert remote.build_payload(modal_cfg, inputs, "train")["key"] == body["key"]  # a rerun finds its folder
+    assert payload(modal_cfg, inputs)["key"] == body["key"]  # a rerun finds its folder
     (inputs["dataset"] / "train.jsonl").write_text("changed\n")
-    assert remote.build_payload(modal_cfg, inputs, "train")["key"] != body["key"]
+    assert payload(modal_cfg, inputs)["key"] != body["key"]
 
 
 def test_container_body_runs_the_stage_and_outputs_come_back_file_by_file(modal_cfg, inputs, tmp_path):
     volume_root, commits = tmp_path / "volume", []
-    body = remote.build_payload(modal_cfg, inputs, "train")
-    result = remote.execute(body, volume_root, runner=fake_train, commit=lambda: commits.append(1))
+    body = payload(modal_cfg, inputs)
+    result = remote.execute(body, volume_root, function=fake_train, commit=lambda: commits.append(1))
     assert result == {"metrics": {"steps": 2, "final_eval_loss": 1.5}, "tracked": False} and commits == [1]
     out = tmp_path / "local_out"
     copied = remote.copy_back(FolderVolume(volume_root), f"{body['key']}/out", out)
@@ -174,34 +196,37 @@ def test_container_body_runs_the_stage_and_outputs_come_back_file_by_file(modal_
     assert (out / "adapter/adapter_model.safetensors").read_bytes() == b"weights" * 10
     assert not (out / "checkpoints").exists()
     # The same call again (e.g. the local side died after success) does not train twice.
-    assert remote.execute(body, volume_root, runner=None) == result
+    assert remote.execute(body, volume_root, function=None) == result
 
 
 def test_a_retried_call_resumes_in_the_same_volume_folder(modal_cfg, inputs, tmp_path):
-    body = remote.build_payload(modal_cfg, inputs, "train")
+    body = payload(modal_cfg, inputs)
 
-    def preempted(cfg, inputs, out, tracker=None):
-        (out / "checkpoints/checkpoint-100").mkdir(parents=True)
+    def preempted(ctx):
+        (ctx.out / "checkpoints/checkpoint-100").mkdir(parents=True)
         raise RuntimeError("preempted")
 
-    def resumed(cfg, inputs, out, tracker=None):
-        assert (out / "checkpoints/checkpoint-100").is_dir()  # what train's last_checkpoint(out) finds
+    def resumed(ctx):
+        assert (ctx.out / "checkpoints/checkpoint-100").is_dir()  # what train's last_checkpoint(out) finds
         return {"steps": 200}
 
     with pytest.raises(RuntimeError):
-        remote.execute(body, tmp_path / "volume", runner=preempted)
-    assert remote.execute(body, tmp_path / "volume", runner=resumed)["metrics"] == {"steps": 200}
+        remote.execute(body, tmp_path / "volume", function=preempted)
+    assert remote.execute(body, tmp_path / "volume", function=resumed)["metrics"] == {"steps": 200}
 
 
 def test_run_remote_returns_metrics_with_the_remote_record(modal_cfg, inputs, tmp_path, monkeypatch):
     volume_root = tmp_path / "volume"
     monkeypatch.setattr(remote, "has_token", lambda: True)
     monkeypatch.setattr(remote, "launch", lambda compute, body: (
-        remote.execute(body, volume_root, runner=fake_train),
+        remote.execute(body, volume_root, function=fake_train),
         remote.remote_record("ap-123", "fc-456", compute.gpu, 18 * 60)))
     monkeypatch.setattr(remote, "runs_volume", lambda compute: FolderVolume(volume_root))
+    from voicetune.tracking import remote_settings
+
     tracker, out = Recorder(), tmp_path / "out"
-    metrics = remote.run_remote(modal_cfg, inputs, out, tracker)
+    metrics = remote.run_remote(STAGES["train"], train_ctx(modal_cfg, inputs, out, tracker), modal_cfg.compute,
+                                remote_settings(modal_cfg))
     assert metrics == {"steps": 2, "final_eval_loss": 1.5, "remote": {
         "app_id": "ap-123", "call_id": "fc-456", "gpu": "H100", "minutes": 18.0, "cost_usd_estimate": 1.19}}
     assert (out / "adapter/tokenizer/tokenizer.json").is_file()
@@ -226,7 +251,7 @@ def test_no_token_fails_in_one_line_before_any_upload(modal_cfg, inputs, tmp_pat
         monkeypatch.setattr(remote, step, must_not_run)
     assert not remote.has_token()
     with pytest.raises(UserError) as err:
-        remote.run_remote(modal_cfg, inputs, tmp_path / "out")
+        remote.run_remote(STAGES["train"], train_ctx(modal_cfg, inputs, tmp_path / "out"), modal_cfg.compute, {})
     assert str(err.value) == remote.NO_TOKEN and "modal setup" in str(err.value) and "\n" not in str(err.value)
 
 
@@ -237,18 +262,22 @@ def test_cost_estimate_is_minutes_times_the_hourly_price(gpu, minutes, usd):
 
 
 def test_every_accepted_gpu_has_a_price():
-    assert set(remote.GPU_PRICE_PER_HOUR) == set(MODAL_GPUS)
+    assert set(remote.GPU_PRICE_PER_HOUR) == {g.value for g in ModalGpu}
 
 
 @pytest.mark.parametrize("override,message", [
-    ("compute.gpu=V100", "compute.gpu='V100': allowed (Modal GPU types): T4, L4, A10G, A100-40GB"),
+    ("compute.gpu=V100", "compute.gpu: Invalid value 'V100', expected one of [T4, L4, A10G, A100-40GB"),
+    ("compute.stages=[units]", "compute.stages=['units']: only train, eval, export load the model"),
     ("compute.timeout=0", "compute.timeout=0: seconds, between 1 and 86400"),
     ("compute.retries=11", "compute.retries=11: between 0 and 10"),
     ("~compute.volumes.hf_cache", "compute.volumes={'runs': 'voicetune-runs'}: needs exactly hf_cache and runs"),
 ])
-def test_compute_mistakes_are_one_line(cfg_factory, override, message):
+def test_compute_mistakes_are_one_line(override, message):
+    from conftest import CONF
+    from voicetune.preflight import compose_checked
+
     with pytest.raises(UserError) as err:
-        validate(cfg_factory(["compute=modal", override]))
+        compose_checked(CONF, ["compute=modal", override])
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
@@ -259,11 +288,14 @@ def test_a_secret_value_in_compute_secrets_is_refused_without_echo(cfg_factory):
     assert str(err.value).startswith("compute.secrets:") and token not in str(err.value)
 
 
-def test_container_config_is_typed_and_runs_locally(modal_cfg, inputs, tmp_path):
-    body = remote.build_payload(modal_cfg, inputs, "train")
-    cfg = remote.container_config(body["config"], tmp_path / "volume")
-    assert cfg.compute.target == "local" and cfg.cache_dir == str(tmp_path / "volume/cache")
-    assert cfg.train.epochs == modal_cfg.train.epochs and cfg.lora.targets == modal_cfg.lora.targets
+def test_container_view_is_the_stages_view_and_refuses_other_keys(modal_cfg, inputs, tmp_path):
+    from omegaconf.errors import ConfigAttributeError
+
+    body = payload(modal_cfg, inputs)
+    seen = remote.container_view(body["config"])
+    assert seen.train.epochs == modal_cfg.train.epochs and list(seen.lora.targets) == list(modal_cfg.lora.targets)
+    with pytest.raises(ConfigAttributeError):
+        seen.generator  # not the train stage's to read, here as on the laptop
     with pytest.raises(Exception):
-        cfg.train.epochs = "many"  # the schema types it, as in a local run
+        seen.train.epochs = 9  # read-only, as the pipeline hands it
     assert os.environ.get("MODAL_TOKEN_ID") is None  # no test here ever sets a token

@@ -9,7 +9,8 @@ from openai_server import unit_text
 
 from voicetune import gates
 from voicetune.config import GateConfig
-from voicetune.generators import Request, make_generator
+from voicetune.generators import make_generator
+from voicetune.generators.requests import Request
 from voicetune.generators.offline import depolish
 
 STYLES = ("ai_generic", "verbose_coauthor", "loose_draft")

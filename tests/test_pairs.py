@@ -9,7 +9,8 @@ from openai_server import (  # noqa: F401  (server is a fixture)
     KEY_ENV, STYLES, TEST_KEY, Fault, local_cfg, make_cfg, run_and_kill, server, write_units,
 )
 
-from voicetune import pairs
+from voicetune import drafting as pairs
+from voicetune.pipeline import run_stage
 from voicetune.cache import Cache
 from voicetune.errors import DryRun, UserError
 
@@ -41,8 +42,8 @@ def journaled_keys(cfg) -> set[str]:
 def test_offline_run_is_complete_and_deterministic(tmp_path, capsys):
     units = write_units(tmp_path / "units", 20)
     cfg = make_cfg(tmp_path / "cache")
-    stats = pairs.run(cfg, {"units": units}, tmp_path / "a")
-    pairs.run(cfg, {"units": units}, tmp_path / "b")
+    stats = run_stage("pairs", cfg, {"units": units}, tmp_path / "a")
+    run_stage("pairs", cfg, {"units": units}, tmp_path / "b")
     assert (tmp_path / "a/pairs.jsonl").read_bytes() == (tmp_path / "b/pairs.jsonl").read_bytes()
     rows = read_jsonl(tmp_path / "a/pairs.jsonl")
     assert len(outcomes(tmp_path / "a")) == 60 == stats["calls_planned"]
@@ -68,7 +69,7 @@ def test_faults_end_as_pairs_or_recorded_rejections(tmp_path, server):
     ]
     server.slow_s = 1.5
     cfg = local_cfg(tmp_path / "cache", server, timeout_s=0.5)
-    stats = pairs.run(cfg, {"units": units}, tmp_path / "out")
+    stats = run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
     result = outcomes(tmp_path / "out")
     assert len(result) == 48 == stats["pairs"] + stats["rejected"]
     rejected = {unit: why for (unit, _), why in result.items() if why != "pair"}
@@ -92,7 +93,7 @@ def test_bad_key_stops_after_a_few_requests(tmp_path, server):
     server.key = "a-different-key"
     cfg = local_cfg(tmp_path / "cache", server, concurrency=2)
     with pytest.raises(UserError) as error:
-        pairs.run(cfg, {"units": units}, tmp_path / "out")
+        run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
     message = str(error.value)
     assert "401" in message and KEY_ENV in message and server.url in message
     assert "\n" not in message and TEST_KEY not in message
@@ -103,7 +104,7 @@ def test_unknown_model_stops_with_one_line(tmp_path, server):
     units = write_units(tmp_path / "units", 10)
     server.faults = [Fault("404", None, 1000)]
     with pytest.raises(UserError, match="404.*generator.model='test-model'"):
-        pairs.run(local_cfg(tmp_path / "cache", server), {"units": units}, tmp_path / "out")
+        run_stage("pairs", local_cfg(tmp_path / "cache", server), {"units": units}, tmp_path / "out")
     assert len(server.requests) <= 4
 
 
@@ -111,15 +112,15 @@ def test_missing_env_var_names_it(tmp_path, server, monkeypatch):
     monkeypatch.delenv(KEY_ENV)
     units = write_units(tmp_path / "units", 2)
     with pytest.raises(UserError, match=KEY_ENV):
-        pairs.run(local_cfg(tmp_path / "cache", server), {"units": units}, tmp_path / "out")
+        run_stage("pairs", local_cfg(tmp_path / "cache", server), {"units": units}, tmp_path / "out")
     assert server.requests == []
 
 
 def test_more_units_only_request_the_new_ones(tmp_path, server):
     cfg = local_cfg(tmp_path / "cache", server)
-    pairs.run(cfg, {"units": write_units(tmp_path / "u5", 5)}, tmp_path / "out5")
+    run_stage("pairs", cfg, {"units": write_units(tmp_path / "u5", 5)}, tmp_path / "out5")
     server.reset()
-    stats = pairs.run(cfg, {"units": write_units(tmp_path / "u8", 8)}, tmp_path / "out8")
+    stats = run_stage("pairs", cfg, {"units": write_units(tmp_path / "u8", 8)}, tmp_path / "out8")
     prompts = [r["prompt"] for r in server.requests]
     assert len(prompts) == 9 == stats["requests_sent"] and stats["served_from_cache"] == 15
     assert all(any(f"Study-u000{i}" in p for i in (5, 6, 7)) for p in prompts)
@@ -129,12 +130,12 @@ def test_more_units_only_request_the_new_ones(tmp_path, server):
 def test_torn_journal_line_is_skipped(tmp_path, server):
     units = write_units(tmp_path / "units", 4)
     cfg = local_cfg(tmp_path / "cache", server)
-    pairs.run(cfg, {"units": units}, tmp_path / "out")
+    run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
     path = Cache(cfg.cache_dir).journal(pairs.JOURNAL)
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])  # as kill -9 leaves it
     server.reset()
-    pairs.run(cfg, {"units": units}, tmp_path / "out")
+    run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
     assert len(server.requests) == 1
     assert len(outcomes(tmp_path / "out")) == 12 and len(journaled_keys(cfg)) == 12
 
@@ -144,7 +145,7 @@ def test_dry_run_sends_nothing_and_prints_estimate(tmp_path, server, capsys):
     cfg = local_cfg(tmp_path / "cache", server, dry_run=True, price_input_per_1m=1.0,
                     price_output_per_1m=4.0)
     with pytest.raises(DryRun, match="30 of 30 calls not cached") as info:
-        pairs.run(cfg, {"units": units}, tmp_path / "out")
+        run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
     assert server.requests == [] and "$" in str(info.value)
     assert "calls not cached" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()
@@ -154,7 +155,7 @@ def test_azure_backend_uses_deployment_path(tmp_path, server):
     units = write_units(tmp_path / "units", 3)
     cfg = local_cfg(tmp_path / "cache", server, backend="azure", base_url=server.root,
                     api_version="2024-10-21", model="my-deployment")
-    stats = pairs.run(cfg, {"units": units}, tmp_path / "out")
+    stats = run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
     assert stats["pairs"] == 9
     assert {r["path"] for r in server.requests} == {
         "/openai/deployments/my-deployment/chat/completions?api-version=2024-10-21"}
@@ -164,7 +165,7 @@ def test_key_is_never_written(tmp_path, server):
     units = write_units(tmp_path / "units", 6)
     server.faults = [Fault("429", "Study-u0001"), Fault("refusal", "Study-u0002")]
     cfg = local_cfg(tmp_path / "cache", server)
-    pairs.run(cfg, {"units": units}, tmp_path / "out")
+    run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert len(files) >= 4
     assert all(TEST_KEY.encode() not in p.read_bytes() for p in files)
@@ -181,7 +182,7 @@ def test_kill_9_and_resume_repeats_no_finished_request(tmp_path, server):
     assert 12 <= len(done) < 48
     server.reset()
     server.latency = 0.0
-    stats = pairs.run(cfg, {"units": units}, tmp_path / "out")
+    stats = run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
     by_prompt = {item.request.prompt: item.request.key
                  for item in pairs.plan(cfg, pairs.load_units(units))}
     resent = [by_prompt[r["prompt"]] for r in server.requests]

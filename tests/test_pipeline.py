@@ -25,7 +25,8 @@ def statuses(manifest):
 
 
 def test_plan_adds_upstream_in_order():
-    assert plan(["dataset"]) == ["extract", "units", "pairs", "dataset"]
+    assert plan(["dataset"]) == ["extract", "units", "pairs", "split", "dataset"]
+    assert plan(["train"]) == ["extract", "units", "pairs", "split", "dataset", "probes", "train"]
     assert plan(["extract"]) == ["extract"]
 
 

@@ -4,7 +4,8 @@ from collections import Counter
 
 import pytest
 
-from voicetune.train.data import IGNORE, PackedCollator, encode, pack, packed_rows, weighted_schedule
+from voicetune.chat import IGNORE, encode
+from voicetune.packing import PackedCollator, pack, packed_rows, weighted_schedule
 
 MESSAGES = [{"role": "system", "content": "You write like the author."},
             {"role": "user", "content": "Rewrite: results was good, p<0.05."},
@@ -15,7 +16,7 @@ MESSAGES = [{"role": "system", "content": "You write like the author."},
 def tokenizer(tmp_path_factory):
     from conftest import make_cfg
     from voicetune.cache import Cache
-    from voicetune.modelio import load_tokenizer
+    from voicetune.chat import load_tokenizer
 
     cache = tmp_path_factory.mktemp("cache")
     return load_tokenizer(make_cfg([], cache).model, Cache(cache))
@@ -80,7 +81,7 @@ def test_packed_sequences_do_not_attend_to_each_other(tokenizer, tmp_path):
 
     from conftest import make_cfg
     from voicetune.cache import Cache
-    from voicetune.modelio import load_model
+    from voicetune.chat import load_model
 
     model = load_model(make_cfg([], tmp_path).model, Cache(tmp_path)).eval()
     a = encode(MESSAGES, tokenizer, ["<|im_end|>"])

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import E2E, ROOT, make_cfg
 from voicetune.pipeline import run
-from voicetune.train.callbacks import GENERATION_COLUMNS
+from voicetune.stages.train.callbacks import GENERATION_COLUMNS
 
 pytestmark = pytest.mark.slow
 
@@ -94,8 +94,8 @@ def test_compare_report_for_the_run(finished, tmp_path):
 
 
 def test_killed_training_resumes_from_its_checkpoint(cache, tmp_path):
-    args = ["train.max_steps=4", "train.save_steps=2", "train.eval_steps=4", "train.eval_records=4",
-            "train.eval_samples=1", "tracking=disabled", "stages=[train]", f"cache_dir={cache}"]
+    args = ["train.max_steps=4", "train.save_steps=2", "train.eval_steps=4", "eval.loss_records=4",
+            "eval.samples_per_shape=1", "tracking=disabled", "stages=[train]", f"cache_dir={cache}"]
     cmd = [sys.executable, str(ROOT / "run.py"), *args]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600

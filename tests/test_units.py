@@ -2,7 +2,12 @@
 
 import pytest
 
-from voicetune.units import build_units, candidates, split_sentences, targets
+from voicetune.shapes import build_units, candidates, split_sentences, targets
+
+
+def wants(cfg) -> dict:
+    """What the units stage asks build_units for: data.shapes as unit counts."""
+    return targets(cfg.data.shapes, cfg.data.max_units)
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
 
@@ -54,7 +59,7 @@ def test_shape_mix_records_tokens_and_respects_limits(cfg_factory):
     cfg = cfg_factory(["data=shape_mix", "data.max_units=20"])
     papers = [paper(f"p{i}", {"abstract": [para(100, i)], "results": [para(50, i), para(70, i), para(5)]})
               for i in range(6)]
-    units, dropped, report = build_units(cfg, papers, words_counter, text_counter)
+    units, dropped, report = build_units(cfg, papers, words_counter, text_counter, wants(cfg))
     shapes = {u["shape"] for u in units}
     assert shapes == {"paragraph", "section", "abstract"}
     assert report["paragraph"] == {"wanted": 14, "available": 12, "chosen": 12}
@@ -66,7 +71,7 @@ def test_shape_mix_records_tokens_and_respects_limits(cfg_factory):
 def test_long_section_is_split_on_paragraph_boundaries(cfg_factory):
     cfg = cfg_factory(["data=shape_mix", "data.max_tokens=600"])
     paras = [para(90, i) for i in range(6)]
-    units, _, _ = build_units(cfg, [paper("p", {"discussion": paras})], words_counter, text_counter)
+    units, _, _ = build_units(cfg, [paper("p", {"discussion": paras})], words_counter, text_counter, wants(cfg))
     sections = [u for u in units if u["shape"] == "section"]
     assert len(sections) >= 2
     for unit in sections:
@@ -77,14 +82,14 @@ def test_long_section_is_split_on_paragraph_boundaries(cfg_factory):
 
 def test_too_long_abstract_is_dropped_with_reason(cfg_factory):
     cfg = cfg_factory(["data=shape_mix", "data.max_tokens=300"])
-    _, dropped, _ = build_units(cfg, [paper("p", {"abstract": [para(200)]})], words_counter, text_counter)
+    _, dropped, _ = build_units(cfg, [paper("p", {"abstract": [para(200)]})], words_counter, text_counter, wants(cfg))
     assert "over the budget of 300" in dropped[0]["reason"]
 
 
 def test_sentence_data_is_sentences_only(cfg_factory):
     cfg = cfg_factory(["data=sentence"])
     papers = [paper("p", {"introduction": [para(30, 1), para(40, 2)], "abstract": [para(80)]})]
-    units, _, _ = build_units(cfg, papers, words_counter, text_counter)
+    units, _, _ = build_units(cfg, papers, words_counter, text_counter, wants(cfg))
     assert units and {u["shape"] for u in units} == {"sentence"}
     assert all(u["paragraphs"] == 1 and u["text"].count(". ") == 0 for u in units)
 
@@ -92,7 +97,7 @@ def test_sentence_data_is_sentences_only(cfg_factory):
 @pytest.mark.slow
 def test_real_tokenizer_budget(cfg_factory):
     from voicetune.cache import Cache
-    from voicetune.modelio import chat_token_counter, load_tokenizer
+    from voicetune.chat import chat_token_counter, load_tokenizer
 
     cfg = cfg_factory(["data=shape_mix"])
     tok = load_tokenizer(cfg.model, Cache(cfg.cache_dir))
@@ -101,5 +106,5 @@ def test_real_tokenizer_budget(cfg_factory):
                {"role": "assistant", "content": "yo"}])
     assert 8 <= n <= 20 and tok.eos_token == "<|im_end|>"
     units, _, _ = build_units(cfg, [paper("p", {"methods": [para(60), para(70)]})], count,
-                              lambda t: len(tok(t, add_special_tokens=False)["input_ids"]))
+                              lambda t: len(tok(t, add_special_tokens=False)["input_ids"]), wants(cfg))
     assert all(u["tokens"] >= u["words"] for u in units)

@@ -13,8 +13,15 @@ from types import SimpleNamespace
 import pytest
 
 from voicetune.errors import UserError
-from voicetune.train import backend_module, pick_backend
-from voicetune.train.data import IGNORE, grouped_rows
+from voicetune.backends import module as backend_module
+from voicetune.chat import IGNORE
+from voicetune.packing import grouped_rows
+from voicetune.pipeline import CHOICES
+
+
+def pick_backend(cfg) -> str:
+    """What the pipeline resolves train.backend to before any stage runs."""
+    return CHOICES["train.backend"](cfg, ["train"])
 
 
 @pytest.fixture
@@ -33,7 +40,7 @@ def fake_unsloth(monkeypatch):
 
         @staticmethod
         def get_peft_model(model, **kwargs):
-            from voicetune.train.hf import lora_model
+            from voicetune.backends.hf import lora_model
 
             calls["get_peft_model"] = kwargs
             lora = SimpleNamespace(r=kwargs["r"], alpha=kwargs["lora_alpha"], dropout=kwargs["lora_dropout"],
@@ -92,10 +99,15 @@ def test_auto_picks_unsloth_only_with_cuda_and_unsloth(cfg_factory, fake_unsloth
 
 
 def test_backend_errors_are_one_line(cfg_factory, cuda, monkeypatch):
+    from conftest import CONF
+    from voicetune.preflight import compose_checked
+
     monkeypatch.delitem(sys.modules, "unsloth", raising=False)
     cuda(False)
-    for backend, says in (("tensorflow", "allowed: auto, hf, unsloth, mlx"), ("unsloth", "needs a CUDA GPU"),
-                          ("mlx", "not built yet")):
+    with pytest.raises(UserError) as err:  # refused at composition, before any stage runs
+        compose_checked(CONF, ["train.backend=tensorflow"])
+    assert str(err.value) == "train.backend: Invalid value 'tensorflow', expected one of [auto, hf, unsloth, mlx]"
+    for backend, says in (("unsloth", "needs a CUDA GPU"), ("mlx", "not built yet")):
         with pytest.raises(UserError) as err:
             pick_backend(cfg_factory([f"train.backend={backend}"]))
         assert str(err.value).replace("'", "").startswith(f"train.backend={backend}:") and says in str(err.value)
@@ -106,12 +118,15 @@ def test_backend_errors_are_one_line(cfg_factory, cuda, monkeypatch):
 
 def test_unsloth_gets_its_arguments_from_the_config(cfg_factory, fake_unsloth, tiny_model_dir, cuda, tmp_path):
     from voicetune.cache import Cache
-    from voicetune.train.hf import PackedTrainer, make_trainer
+    from voicetune.stages.train.trainer import PackedTrainer, make_trainer
 
     cuda(True)
+    from voicetune.chat import load_tokenizer
+
     cfg = cfg_factory(tiny_overrides(tiny_model_dir))
     backend = backend_module(pick_backend(cfg))
-    model = backend.load(cfg, Cache(cfg.cache_dir))
+    cache = Cache(cfg.cache_dir)
+    model = backend.load(cfg, cache, load_tokenizer(cfg.model, cache))
     assert fake_unsloth["from_pretrained"] == {
         "model_name": str(tiny_model_dir), "tokenizer_name": str(tiny_model_dir), "max_seq_length": 64,
         "load_in_4bit": True, "dtype": None}
@@ -136,7 +151,7 @@ def test_unsloth_gets_its_arguments_from_the_config(cfg_factory, fake_unsloth, t
 
 def test_hf_backend_packs_and_unsloth_does_not():
     assert backend_module("hf").PACKED_ROWS_ISOLATED is True
-    from voicetune.train import unsloth
+    from voicetune.backends import unsloth
 
     assert unsloth.PACKED_ROWS_ISOLATED is False
 
@@ -154,7 +169,7 @@ def test_grouped_rows_batch_similar_lengths_and_keep_every_draw():
 
 
 def test_save_merged_asks_unsloth_for_a_16_bit_merge(tmp_path):
-    from voicetune.train.unsloth import save_merged
+    from voicetune.backends.unsloth import save_merged
 
     seen = []
     model = SimpleNamespace(save_pretrained_merged=lambda *a, **k: seen.append((a, k)))
@@ -168,7 +183,7 @@ def test_cuda_requirements_hold_the_one_pin(monkeypatch, tmp_path):
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
     from conftest import ROOT
-    from voicetune.train import unsloth
+    from voicetune.backends import unsloth
 
     pinned = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["cuda"]
     assert unsloth.cuda_requirements() == pinned and any(r.startswith("unsloth[") for r in pinned)
@@ -185,10 +200,9 @@ def test_embedded_model_trains_through_the_unsloth_path(fake_unsloth, cuda, tmp_
     """The real SmolLM2 (GGUF converted in the cache) loads through the backend and trains a step on a real record."""
     from conftest import make_cfg
     from voicetune.cache import Cache
-    from voicetune.modelio import load_tokenizer, model_source
-    from voicetune.train import end_tokens
-    from voicetune.train.data import encode
-    from voicetune.train.hf import make_trainer
+    from voicetune.chat import encode, end_tokens, load_tokenizer
+    from voicetune.models import model_source
+    from voicetune.stages.train.trainer import make_trainer
 
     cuda(True)
     cfg = make_cfg(["tracking=disabled", "train.backend=auto", "train.seq_len=256", "train.batch_size=1",
@@ -196,14 +210,14 @@ def test_embedded_model_trains_through_the_unsloth_path(fake_unsloth, cuda, tmp_
                    tmp_path / "cache")
     cache = Cache(cfg.cache_dir)
     backend = backend_module(pick_backend(cfg))
-    model = backend.load(cfg, cache)
     tok = load_tokenizer(cfg.model, cache)
+    model = backend.load(cfg, cache, tok)
     assert fake_unsloth["from_pretrained"]["model_name"] == model_source(cfg.model, cache)
     assert fake_unsloth["from_pretrained"]["tokenizer_name"] == tok.name_or_path  # a GGUF's weights folder has none
     messages = [{"role": "system", "content": "You write like the author."},
                 {"role": "user", "content": "Rewrite: results was good."},
                 {"role": "assistant", "content": "The results were good."}]
-    ex = encode(messages, tok, end_tokens(cfg, tok))
+    ex = encode(messages, tok, end_tokens(cfg.model, tok))
     cuda(False)
     trainer = make_trainer(cfg, model, tok, [ex, ex], [ex], [1.0, 1.0], tmp_path, [], pack=backend.PACKED_ROWS_ISOLATED)
     trainer.train()

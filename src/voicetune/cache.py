@@ -21,10 +21,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 COMPLETE = ".complete"
-# Lock file -> its open fd, for the entries this process is computing. Per process, not per
-# Cache object: stages open their own Cache, and a second flock from this process would wait
-# on itself.
-_HELD: dict[Path, int] = {}
 
 
 def digest(obj: Any) -> str:
@@ -47,6 +43,16 @@ class Cache:
 
     def __init__(self, root: str | Path):
         self.root = Path(os.path.expanduser(str(root))).resolve()
+        # Lock file -> its open fd, for the entries this cache is computing. One Cache serves a
+        # whole run (the pipeline hands it to every stage), so a reserved entry is never waited
+        # on by its own holder.
+        self._held: dict[Path, int] = {}
+
+    def __del__(self):
+        # A miss reserved by get() belongs to this Cache until its put(); a dropped Cache lets go.
+        for fd in self._held.values():
+            os.close(fd)
+        self._held.clear()
 
     def stage_dir(self, stage: str, key: str) -> Path:
         return self.root / "stages" / stage / key[:16]
@@ -92,7 +98,7 @@ class Cache:
     def _reserve(self, stage: str, key: str) -> None:
         """Hold the entry's lock; a killed holder's lock goes with its process (flock)."""
         path = self._lock_path(stage, key)
-        if path in _HELD:
+        if path in self._held:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -104,10 +110,10 @@ class Cache:
         except OSError:  # a filesystem without locks (some NFS mounts): concurrent runs may both compute
             os.close(fd)
             return
-        _HELD[path] = fd
+        self._held[path] = fd
 
     def _release(self, stage: str, key: str) -> None:
-        fd = _HELD.pop(self._lock_path(stage, key), None)
+        fd = self._held.pop(self._lock_path(stage, key), None)
         if fd is not None:
             os.close(fd)  # closing the file drops its flock
 
@@ -123,3 +129,27 @@ class Cache:
     def models(self, name: str) -> Path:
         """Folder for a converted model (e.g. the GGUF dequantised to safetensors)."""
         return self.root / "models" / name
+
+
+def save_pretrained_atomic(obj, folder: Path) -> None:
+    """save_pretrained into a temp folder, then rename, so a killed run leaves nothing half-written."""
+    tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:6]}")
+    obj.save_pretrained(tmp)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Hard-link (copy across disks) every file of src into dst: an 8B GGUF is not stored twice."""
+    for path in sorted(Path(src).rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue  # cache markers are not artifact files
+        target = Path(dst) / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)

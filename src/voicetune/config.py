@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,9 +18,45 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from voicetune.errors import UserError
 
-SHAPES = ("sentence", "paragraph", "section", "abstract")
-STAGES = ("extract", "units", "pairs", "dataset", "heldout", "train", "eval", "export")
-BACKENDS = ("offline", "openai", "azure", "local")
+
+
+class Choice(str, Enum):
+    """A config choice: compares equal to its name, so `cfg.train.backend == "hf"` reads naturally."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _choice(name: str, values: list[str]) -> type[Choice]:
+    """An enum whose member names are the values users type (even `A100-40GB`)."""
+    return Choice(name, [(v, v) for v in values])
+
+
+# Pipeline order: the one list of stages (their contracts are in voicetune.stages).
+Stage = _choice("Stage", ["extract", "units", "pairs", "split", "dataset", "probes", "heldout",
+                          "train", "eval", "export"])
+Shape = _choice("Shape", ["sentence", "paragraph", "section", "abstract"])
+GeneratorBackend = _choice("GeneratorBackend", ["offline", "openai", "azure", "local"])
+# auto: unsloth when CUDA and unsloth are present (or on a remote GPU), else hf.
+TrainBackend = _choice("TrainBackend", ["auto", "hf", "unsloth", "mlx"])
+# transformers' SchedulerType values that need no extra arguments.
+Scheduler = _choice("Scheduler", ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                                  "constant_with_warmup", "inverse_sqrt"])
+# auto: bf16 on a CUDA card that supports it, fp32 elsewhere.
+Precision = _choice("Precision", ["auto", "fp32", "bf16", "fp16"])
+TrackingMode = _choice("TrackingMode", ["offline", "online", "disabled"])
+ComputeTarget = _choice("ComputeTarget", ["local", "modal"])
+Dtype = _choice("Dtype", ["float16", "bfloat16", "float32"])
+# auto: float16 on macOS, float32 on Linux (see MlxExport).
+MlxDtype = _choice("MlxDtype", ["auto", "float16", "bfloat16", "float32"])
+LmStudioSource = _choice("LmStudioSource", ["auto", "mlx", "gguf"])
+GgufOuttype = _choice("GgufOuttype", ["f16", "bf16", "q8_0"])  # what llama.cpp's converter writes itself
+GgufQuant = _choice("GgufQuant", ["Q4_K_M", "Q5_K_M", "Q6_K", "Q4_0"])  # through llama-cpp-python's quantizer
+# GPU types Modal accepts in `@app.function(gpu=...)`; their prices are in voicetune.compute.modal.
+ModalGpu = _choice("ModalGpu", ["T4", "L4", "A10G", "A100-40GB", "A100-80GB", "L40S", "H100", "H200", "B200"])
+
+SHAPES = tuple(s.value for s in Shape)
+STAGES = tuple(s.value for s in Stage)
 
 # Canonical section -> headings that mean it (lower case, numbering and punctuation removed
 # before matching). JOSS says "Summary" / "Statement of need" where journals say
@@ -128,9 +165,9 @@ class DataConfig:
     name: str = MISSING
     # A value <= 1 is a fraction of max_units, > 1 a count of units; capped by what the
     # corpus holds.
-    shapes: dict[str, float] = field(default_factory=dict)
+    shapes: dict[Shape, float] = field(default_factory=dict)
     max_units: int = 2000
-    limits: dict[str, ShapeLimits] = field(default_factory=lambda: {
+    limits: dict[Shape, ShapeLimits] = field(default_factory=lambda: {
         shape: ShapeLimits(lo, hi) for shape, (lo, hi) in DEFAULT_LIMITS.items()})
     section_weights: dict[str, float] = field(
         default_factory=lambda: dict(DEFAULT_SECTION_WEIGHTS))
@@ -149,7 +186,7 @@ class DataConfig:
 
 @dataclass
 class GeneratorConfig:
-    backend: str = "offline"
+    backend: GeneratorBackend = GeneratorBackend.offline
     model: str = "offline-depolish-v1"
     base_url: Optional[str] = None
     # The NAME of an environment variable holding the key, never the key itself.
@@ -186,33 +223,48 @@ class LoraConfig:
 @dataclass
 class TrainConfig:
     name: str = "default"
-    backend: str = "auto"
+    backend: TrainBackend = TrainBackend.auto
+    precision: Precision = Precision.auto
     epochs: float = 2.0
     max_steps: int = -1
     seq_len: int = 4096
     batch_size: int = 4
     grad_accum: int = 2
     lr: float = 2e-4
-    scheduler: str = "cosine"
+    scheduler: Scheduler = Scheduler.cosine
     warmup_ratio: float = 0.03
     eval_steps: int = 100
     save_steps: int = 100
-    # Valid records in the eval loss (one rough style per passage); 0 = all of them.
-    eval_records: int = 0
-    # Held-out passages per shape that the eval stage generates for, tuned and base model.
-    eval_samples: int = 8
     seed: int = 0
 
 
+@dataclass
+class EvalConfig:
+    """What only evaluation reads: changing it never retrains (train reads only the panel and caps)."""
+
+    name: str = "default"
+    # Held-out passages per shape that the eval stage generates for, tuned and base model.
+    samples_per_shape: int = 8
+    # Valid records in the eval loss (one rough style per passage); 0 = all of them.
+    loss_records: int = 0
+    # The probe panel generated at every training eval and by every exported artifact: 2
+    # paragraphs, 1 section, 1 abstract (filled from other shapes when the held-out papers lack one).
+    panel: dict[Shape, int] = field(default_factory=lambda: {"paragraph": 2, "section": 1, "abstract": 1})
+    panel_size: int = 4
+    # Token cap of a generation: cap_ratio x the reference's tokens + cap_extra (room for the end
+    # token): long enough that a model writing at the right length finishes, short enough that a
+    # runaway is cheap to spot.
+    cap_ratio: float = 1.5
+    cap_extra: int = 8
+
+
 EXPORT_FORMATS = ("merged", "gguf", "mlx_q4", "lmstudio")
-GGUF_OUTTYPES = ("f16", "bf16", "q8_0")  # what llama.cpp's converter writes itself
-GGUF_QUANTS = ("Q4_K_M", "Q5_K_M", "Q6_K", "Q4_0")  # through llama-cpp-python's quantizer
 
 
 @dataclass
 class GgufExport:
-    outtype: str = "q8_0"
-    quantize: Optional[str] = None  # e.g. Q4_K_M: a second, smaller file
+    outtype: GgufOuttype = GgufOuttype.q8_0
+    quantize: Optional[GgufQuant] = None  # e.g. Q4_K_M: a second, smaller file
 
 
 @dataclass
@@ -221,7 +273,7 @@ class MlxExport:
     group_size: int = 64
     # auto: float16 on macOS; float32 elsewhere, because mlx[cpu] 0.32 on Linux never finished
     # a float16 forward pass of the 4-bit model (measured: > 200 s for 3 tokens; float32: 9-12 tok/s).
-    dtype: str = "auto"
+    dtype: MlxDtype = MlxDtype.auto
 
 
 @dataclass
@@ -230,7 +282,7 @@ class LmStudioExport:
     # (and the seed's write-up) used ~/.cache/lm-studio/models or ~/.cache/huggingface/hub.
     models_dir: str = "~/.lmstudio/models"
     publisher: str = "voicetune"
-    source: str = "auto"  # mlx on macOS when built, else gguf
+    source: LmStudioSource = LmStudioSource.auto  # mlx on macOS when built, else gguf
 
 
 @dataclass
@@ -239,7 +291,7 @@ class ExportConfig:
     # composes several; gguf, mlx_q4 and lmstudio build the merged model first.
     formats: dict[str, bool] = field(default_factory=dict)
     name: str = "${corpus.name}-${model.name}"  # artifact and LM Studio folder name
-    dtype: str = "float16"
+    dtype: Dtype = Dtype.float16
     gguf: GgufExport = field(default_factory=GgufExport)
     mlx: MlxExport = field(default_factory=MlxExport)
     lmstudio: LmStudioExport = field(default_factory=LmStudioExport)
@@ -250,20 +302,22 @@ class ExportConfig:
 
 @dataclass
 class TrackingConfig:
-    mode: str = "offline"
+    mode: TrackingMode = TrackingMode.offline
     project: str = "voicetune"
     group: Optional[str] = None
     tags: list[str] = field(default_factory=list)
 
 
-# GPU types Modal accepts in `@app.function(gpu=...)`; their prices are in voicetune.compute.modal.
-MODAL_GPUS = ("T4", "L4", "A10G", "A100-40GB", "A100-80GB", "L40S", "H100", "H200", "B200")
+# Stages that can run on compute.target when it is not local: the ones that load the model.
+REMOTE_STAGES = ("train", "eval", "export")
 
 
 @dataclass
 class ComputeConfig:
-    target: str = "local"
-    gpu: str = "A100-40GB"
+    target: ComputeTarget = ComputeTarget.local
+    # Where compute.target is remote, these stages run there; the rest stay on this machine.
+    stages: list[Stage] = field(default_factory=lambda: [Stage.train, Stage.export])
+    gpu: ModalGpu = ModalGpu["A100-40GB"]
     # Seconds per attempt (Modal allows up to 24 h); the seed's 2 epochs took 18 min on an A100.
     timeout: int = 3600
     # Attempts after a crash or preemption; each resumes from the last checkpoint on the volume.
@@ -284,17 +338,18 @@ class Config:
     model: ModelConfig = MISSING
     lora: LoraConfig = MISSING
     train: TrainConfig = MISSING
+    eval: EvalConfig = MISSING
     export: ExportConfig = MISSING
     tracking: TrackingConfig = MISSING
     compute: ComputeConfig = MISSING
-    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    stages: list[Stage] = field(default_factory=lambda: list(Stage))
     cache_dir: str = "~/.cache/voicetune"
     experiment: str = "default"
 
 
 GROUPS = {
     "corpus": CorpusConfig, "data": DataConfig, "generator": GeneratorConfig,
-    "model": ModelConfig, "lora": LoraConfig, "train": TrainConfig, "export": ExportConfig,
+    "model": ModelConfig, "lora": LoraConfig, "train": TrainConfig, "eval": EvalConfig, "export": ExportConfig,
     "tracking": TrackingConfig, "compute": ComputeConfig,
 }
 
@@ -360,9 +415,6 @@ def validate(cfg: DictConfig) -> None:
     _validate_corpus(cfg)
     _validate_data(cfg.data)
     _validate_generator(cfg.generator)
-    for stage in cfg.stages:
-        if stage not in STAGES:
-            _fail("stages", list(cfg.stages), f"each stage must be one of {list(STAGES)}")
     for key in ("batch_size", "grad_accum", "seq_len", "eval_steps", "save_steps"):
         if cfg.train[key] <= 0:
             _fail(f"train.{key}", cfg.train[key], "must be a positive integer")
@@ -372,8 +424,7 @@ def validate(cfg: DictConfig) -> None:
         _fail("lora.r", cfg.lora.r, "lora.r and lora.alpha must be positive")
     if not 0 <= cfg.lora.dropout < 1:
         _fail("lora.dropout", cfg.lora.dropout, "must be in [0, 1)")
-    if cfg.tracking.mode not in ("offline", "online", "disabled"):
-        _fail("tracking.mode", cfg.tracking.mode, "allowed: offline, online, disabled")
+    _validate_eval(cfg.eval)
     _validate_export(cfg.export)
     _validate_compute(cfg.compute)
 
@@ -382,22 +433,23 @@ def _validate_export(export: DictConfig) -> None:
     for name in export.formats:
         if name not in EXPORT_FORMATS:
             _fail(f"export.formats.{name}", export.formats[name], f"format must be one of {list(EXPORT_FORMATS)}")
-    if export.dtype not in ("float16", "bfloat16", "float32"):
-        _fail("export.dtype", export.dtype, "allowed: float16, bfloat16, float32")
-    if export.gguf.outtype not in GGUF_OUTTYPES:
-        _fail("export.gguf.outtype", export.gguf.outtype, f"allowed: {', '.join(GGUF_OUTTYPES)}")
-    if export.gguf.quantize is not None and export.gguf.quantize not in GGUF_QUANTS:
-        _fail("export.gguf.quantize", export.gguf.quantize, f"allowed: null, {', '.join(GGUF_QUANTS)}")
     if export.mlx.q_bits not in (2, 3, 4, 6, 8):
         _fail("export.mlx.q_bits", export.mlx.q_bits, "allowed: 2, 3, 4, 6, 8")
-    if export.mlx.dtype not in ("auto", "float16", "bfloat16", "float32"):
-        _fail("export.mlx.dtype", export.mlx.dtype, "allowed: auto, float16, bfloat16, float32")
-    if export.lmstudio.source not in ("auto", "mlx", "gguf"):
-        _fail("export.lmstudio.source", export.lmstudio.source, "allowed: auto, mlx, gguf")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", export.name):
         _fail("export.name", export.name, "letters, digits, '.', '_' and '-' only (it names folders)")
     if export.parity_probes < 0:
         _fail("export.parity_probes", export.parity_probes, "must be >= 0")
+
+
+def _validate_eval(ev: DictConfig) -> None:
+    for key in ("samples_per_shape", "loss_records", "panel_size", "cap_extra"):
+        if ev[key] < 0:
+            _fail(f"eval.{key}", ev[key], "must be >= 0")
+    for shape, n in ev.panel.items():
+        if n < 0:
+            _fail(f"eval.panel.{shape}", n, "must be >= 0")
+    if ev.cap_ratio < 1:
+        _fail("eval.cap_ratio", ev.cap_ratio, "must be >= 1 (a cap under the reference's length cuts every reply)")
 
 
 def _validate_corpus(cfg: DictConfig) -> None:
@@ -412,8 +464,6 @@ def _validate_data(data: DictConfig) -> None:
     if not 0 < data.valid_fraction < 1:
         _fail("data.valid_fraction", data.valid_fraction, "must be between 0 and 1 (exclusive)")
     for shape, amount in data.shapes.items():
-        if shape not in SHAPES:
-            _fail(f"data.shapes.{shape}", amount, f"shape must be one of {list(SHAPES)}")
         if amount < 0:
             _fail(f"data.shapes.{shape}", amount, "must be >= 0 (a fraction <= 1 or a count)")
     if not any(v > 0 for v in data.shapes.values()):
@@ -434,8 +484,6 @@ def _validate_data(data: DictConfig) -> None:
 
 
 def _validate_generator(gen: DictConfig) -> None:
-    if gen.backend not in BACKENDS:
-        _fail("generator.backend", gen.backend, f"allowed: {', '.join(BACKENDS)}")
     if gen.api_key_env is not None and (
         looks_like_secret(gen.api_key_env) or not ENV_NAME.match(gen.api_key_env)
     ):
@@ -456,10 +504,10 @@ def _validate_generator(gen: DictConfig) -> None:
 
 
 def _validate_compute(compute: DictConfig) -> None:
-    if compute.target not in ("local", "modal"):
-        _fail("compute.target", compute.target, "allowed: local, modal")
-    if compute.gpu not in MODAL_GPUS:
-        _fail("compute.gpu", compute.gpu, f"allowed (Modal GPU types): {', '.join(MODAL_GPUS)}")
+    for stage in compute.stages:
+        if stage not in REMOTE_STAGES:
+            _fail("compute.stages", [str(s) for s in compute.stages],
+                  f"only {', '.join(REMOTE_STAGES)} load the model and can run on compute.target")
     if not 0 < compute.timeout <= 86400:
         _fail("compute.timeout", compute.timeout, "seconds, between 1 and 86400 (Modal's 24 h limit)")
     if not 0 <= compute.retries <= 10:

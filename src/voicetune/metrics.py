@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 
 from voicetune.gates import PARAGRAPH_BREAK, paragraphs
-from voicetune.units import split_sentences
-from voicetune.units import word_count as words
+from voicetune.shapes import split_sentences
+from voicetune.shapes import word_count as words
 
 __all__ = ["words", "sample_metrics", "shape_match", "summarize", "style_signals",
            "style_distance", "chrf", "abstract_labels"]

@@ -1,94 +1,30 @@
-"""Stage order, cache keys and the run manifest.
+"""Stage order, machine-dependent choices, cache keys, placement and the run manifest.
 
-A stage's cache key is the hash of its own inputs and of the config keys it reads, nothing
-else, so a sweep over `train.epochs` reuses one set of pairs.
+A stage's cache key is the hash of its name, version, the config view it sees (voicetune.contract),
+its inputs' keys and its source files, nothing else, so a sweep over `train.epochs` reuses one set
+of pairs. Where a stage runs (this machine or compute.target) is decided here; stages never know.
 """
 
 from __future__ import annotations
 
-import importlib
+import copy
 import json
 import platform
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from voicetune import __version__
-from voicetune.cache import Cache, digest, file_digest
+from voicetune.cache import Cache, digest
+from voicetune.config import STAGES as ORDER
+from voicetune.contract import Context, Services, StageSpec, view, view_digest
 from voicetune.errors import DryRun, UserError
+from voicetune.stages import STAGES
 
 # Bump when a stage's output format or logic changes, so old cache entries are not trusted.
-STAGE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    needs: tuple[str, ...]
-    reads: tuple[str, ...]  # config keys that decide the output
-    tracked: bool = False  # logs to W&B: gets the run's tracker
-    module: str = ""  # voicetune.<module>; default: the stage's name
-
-    @property
-    def import_path(self) -> str:
-        return f"voicetune.{self.module or self.name}"
-
-
-GENERATOR = ("generator.backend", "generator.model", "generator.base_url", "generator.api_version",
-             "generator.temperature", "generator.max_output_tokens", "generator.seed",
-             "data.rough_styles", "data.prompt", "data.gates")
-TOKENIZER = ("model.name_or_path", "model.gguf_file", "model.chat_template")
-RECORDS = ("corpus.persona", "data.instruction", "data.section_weights") + TOKENIZER
-BUDGET = ("data.max_tokens", "data.limits", "data.seed", "data.instruction", "data.gates.max_length_ratio",
-          "corpus.persona", "train.seq_len") + TOKENIZER
-
-STAGES = {
-    s.name: s
-    for s in [
-        Stage("extract", (), ("corpus.sections", "corpus.excluded", "corpus.end_markers",
-                              "corpus.max_heading_chars")),
-        Stage("units", ("extract",), ("data.shapes", "data.max_units") + BUDGET),
-        Stage("pairs", ("units",), GENERATOR),
-        Stage("dataset", ("pairs",), ("data.valid_fraction", "data.seed") + RECORDS),
-        # Depends on the papers, not on data.shapes: one held-out set per experiment.
-        Stage("heldout", ("extract",), ("data.valid_fraction", "train.eval_samples") + BUDGET + GENERATOR + RECORDS),
-        Stage("train", ("dataset", "heldout"), ("model", "lora", "train", "data.seed", "compute.target"),
-              tracked=True),
-        Stage("eval", ("train", "dataset", "heldout"), ("model", "data.seed", "train.eval_records",
-                                                        "train.seq_len", "train.batch_size"),
-              tracked=True, module="evaluate"),
-        # The card in each artifact folder summarises the dataset and the eval.
-        Stage("export", ("train", "heldout", "dataset", "eval"), ("export", "model", "data.seed")),
-    ]
-}
-
-
-def _select(cfg: DictConfig, key: str):
-    value = OmegaConf.select(cfg, key, throw_on_missing=True)
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-
-
-def source_digest(cfg: DictConfig, stage: Stage) -> list:
-    """What a stage reads from outside the cache: for `extract`, the corpus files' bytes."""
-    if stage.name != "extract":
-        return []
-    from voicetune.extract import corpus_files
-
-    root = Path(cfg.corpus.path).expanduser()
-    return [[str(p.relative_to(root)), file_digest(p)] for p in corpus_files(cfg.corpus)]
-
-
-def stage_key(cfg: DictConfig, stage: Stage, upstream: dict[str, str]) -> str:
-    """Hash of the stage's name, version, config keys it reads and its inputs' keys."""
-    return digest({
-        "stage": stage.name, "version": STAGE_VERSION,
-        "config": {k: _select(cfg, k) for k in stage.reads},
-        "inputs": {n: upstream[n] for n in stage.needs},
-        "sources": source_digest(cfg, stage),
-    })
+STAGE_VERSION = 2
 
 
 def plan(requested: list[str]) -> list[str]:
@@ -102,32 +38,118 @@ def plan(requested: list[str]) -> list[str]:
                 add(need)
 
     for name in requested:
-        add(name)
-    return [n for n in STAGES if n in wanted]
+        add(str(name))
+    return [n for n in ORDER if n in wanted]
 
 
-class Run:
+def placement(cfg: DictConfig, name: str) -> str:
+    """Where a stage runs: compute.target for the stages compute.stages lists, else here."""
+    target = str(cfg.compute.target)
+    return target if target != "local" and name in [str(s) for s in cfg.compute.stages] else "local"
+
+
+def resolve_choices(cfg: DictConfig, planned: list[str]) -> tuple[DictConfig, dict]:
+    """Replace every `auto` a planned stage can see with what it means where that stage runs;
+    the choices, for run.json."""
+    cfg = copy.deepcopy(cfg)
+    chosen = {key: resolve(cfg, planned) for key, resolve in CHOICES.items()
+              if any(_sees(STAGES[name], key) for name in planned)}
+    for key, value in chosen.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg, chosen
+
+
+def _sees(spec: StageSpec, key: str) -> bool:
+    return any(key == r or key.startswith(r + ".") for r in spec.reads)
+
+
+def _backend(cfg: DictConfig, planned: list[str]) -> str:
+    """auto -> unsloth when CUDA and unsloth are where train runs, else hf."""
+    from voicetune import backends
+
+    choice = backends.resolve(str(cfg.train.backend), placement(cfg, "train") != "local")
+    if choice == "unsloth" and "export" in planned and placement(cfg, "export") != placement(cfg, "train"):
+        raise UserError("compute.stages: train.backend resolves to unsloth, so export must run where train runs "
+                        "(list both in compute.stages, or set train.backend=hf)")
+    return choice
+
+
+def _precision(cfg: DictConfig, planned: list[str]) -> str:
+    """auto -> bf16 on a CUDA card that has it (a remote GPU has), else fp32."""
+    choice = str(cfg.train.precision)
+    if choice != "auto":
+        return choice
+    if placement(cfg, "train") != "local":
+        return "bf16"
+    if "train" not in planned:
+        return "fp32"  # nothing trains in this run: no reason to import torch to find out
+    import torch
+
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def _mlx_dtype(cfg: DictConfig, planned: list[str]) -> str:
+    """auto -> float16 on a Mac; float32 on Linux, where mlx[cpu] 0.32 never finished a float16
+    forward pass of the 4-bit model (see MlxExport)."""
+    choice = str(cfg.export.mlx.dtype)
+    if choice != "auto":
+        return choice
+    here = platform.system() == "Darwin" and placement(cfg, "export") == "local"
+    return "float16" if here else "float32"
+
+
+def _lmstudio_source(cfg: DictConfig, planned: list[str]) -> str:
+    """auto -> MLX on macOS (LM Studio's fastest engine there), GGUF elsewhere; LM Studio runs here."""
+    choice = str(cfg.export.lmstudio.source)
+    if choice != "auto":
+        return choice
+    return "mlx" if platform.system() == "Darwin" else "gguf"
+
+
+# Every machine-dependent choice: resolved once, before any stage runs, into the keys stages see.
+CHOICES = {"train.backend": _backend, "train.precision": _precision,
+           "export.mlx.dtype": _mlx_dtype, "export.lmstudio.source": _lmstudio_source}
+
+
+def stage_key(spec: StageSpec, seen: DictConfig, upstream: dict[str, str]) -> str:
+    """Hash of the stage's name, version, the config it sees, its inputs' keys and its sources."""
+    return digest({
+        "stage": spec.name, "version": STAGE_VERSION,
+        "config": view_digest(seen, spec.located),
+        "inputs": {n: upstream[n] for n in spec.needs},
+        "sources": spec.call("sources", seen) if spec.sources else [],
+    })
+
+
+class UndeclaredRead(RuntimeError):
+    """A stage read a config key its declaration does not list: a bug in the stage or its reads."""
+
+
+class PipelineRun:
     """One pipeline run: executes stages through the cache and keeps the manifest."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path):
-        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.cache = Cache(cfg.cache_dir)
+        self.requested = [str(s) for s in cfg.stages]
+        self.planned = plan(self.requested)
+        self.cfg, resolved = resolve_choices(cfg, self.planned)
+        self.services = Services(Cache(cfg.cache_dir))
         self.keys: dict[str, str] = {}
         self.tracker = None
         self.outputs: dict[str, Path] = {}
         self.manifest = {"voicetune": __version__, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                         "versions": versions(), "stages": []}
+                         "versions": versions(), "resolved": resolved, "stages": []}
 
     def execute(self) -> dict:
         """Run the requested stages (and missing upstream ones); write run.json."""
         from rich.console import Console
 
         console = Console(stderr=True)
-        requested = list(self.cfg.stages)
         try:
-            for name in plan(requested):
-                self._stage(STAGES[name], name in requested, console)
+            self._check()
+            for name in self.planned:
+                self._stage(STAGES[name], name in self.requested, console)
         except DryRun as dry:
             console.print(f"[yellow]dry run[/]: {dry}")
             self.manifest["dry_run"] = str(dry)
@@ -141,6 +163,15 @@ class Run:
         print_run(self.manifest, self.run_dir)
         return self.manifest
 
+    def _check(self) -> None:
+        """Each planned stage's own checks (missing packages, an occupied folder) before any work."""
+        for name in self.planned:
+            spec = STAGES[name]
+            if spec.check and placement(self.cfg, name) == "local":
+                spec.call("check", view(self.cfg, spec.reads))
+            if spec.deliver_check:
+                spec.call("deliver_check", view(self.cfg, spec.deliver_reads))
+
     def _report(self) -> bool:
         """report.html in the run dir once a model was trained: `voicetune compare` of this run."""
         if "train" not in self.outputs:
@@ -150,34 +181,50 @@ class Run:
         self.manifest["report"] = str(build_report([self.run_dir], self.run_dir / "report.html"))
         return True
 
-    def _stage(self, stage: Stage, requested: bool, console) -> None:
-        key = stage_key(self.cfg, stage, self.keys)
+    def _stage(self, spec: StageSpec, requested: bool, console) -> None:
+        seen = view(self.cfg, spec.reads)
+        key = stage_key(spec, seen, self.keys)
         started = time.perf_counter()
-        hit = self.cache.get(stage.name, key)
-        record = {"name": stage.name, "key": key, "status": "hit" if hit else "miss"}
+        cache = self.services.cache
+        hit = cache.get(spec.name, key)
+        where = placement(self.cfg, spec.name)
+        record = {"name": spec.name, "key": key, "status": "hit" if hit else "miss", "placement": where,
+                  "reads": list(spec.reads)}
         if hit:
-            console.print(f"[green]stage {stage.name}[/]: cached ({key[:12]})")
+            console.print(f"[green]stage {spec.name}[/]: cached ({key[:12]})")
             record["metrics"] = json.loads((hit / "metrics.json").read_text())
             out = hit
         else:
-            console.rule(f"stage {stage.name}" + ("" if requested else " (needed upstream)"))
-            out, record["metrics"] = self._compute(stage, key)
+            console.rule(f"stage {spec.name}" + ("" if requested else " (needed upstream)")
+                         + ("" if where == "local" else f" on {where}"))
+            out, record["metrics"] = self._compute(spec, seen, key, where)
+        if spec.deliver:
+            record["delivered"] = spec.call("deliver", self._context(spec, view(self.cfg, spec.deliver_reads), out))
         record.update(seconds=round(time.perf_counter() - started, 3), output=str(out))
-        self.keys[stage.name], self.outputs[stage.name] = key, out
+        self.keys[spec.name], self.outputs[spec.name] = key, out
         self.manifest["stages"].append(record)
-        self._link(stage.name, out)
+        self._link(spec.name, out)
 
-    def _compute(self, stage: Stage, key: str) -> tuple[Path, dict]:
-        module = importlib.import_module(stage.import_path)
-        inputs = {n: self.outputs[n] for n in stage.needs}
-        extra = {"tracker": self._tracker()} if stage.tracked else {}
-        with self.cache.put(stage.name, key, resumable=stage.tracked) as tmp:
-            metrics = module.run(self.cfg, inputs, tmp, **extra) or {}
+    def _context(self, spec: StageSpec, seen: DictConfig, out: Path) -> Context:
+        inputs = {n: self.outputs[n] for n in spec.needs}
+        return Context(seen, inputs, out, self.services, self._tracker() if spec.tracked else None)
+
+    def _compute(self, spec: StageSpec, seen: DictConfig, key: str, where: str) -> tuple[Path, dict]:
+        from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+        cache = self.services.cache
+        with cache.put(spec.name, key, resumable=spec.tracked) as tmp:
+            ctx = self._context(spec, seen, tmp)
+            try:
+                metrics = run_placed(spec, ctx, self.cfg, where) or {}
+            except (ConfigAttributeError, ConfigKeyError) as exc:
+                raise UndeclaredRead(f"stage {spec.name} read {exc.full_key or exc.key!s}, which it does not declare: "
+                                     "add the key to its reads in voicetune/stages/__init__.py") from exc
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-        return self.cache.get(stage.name, key), metrics
+        return cache.get(spec.name, key), metrics
 
     def _tracker(self):
-        """The run's W&B tracker, started when the first tracked stage computes."""
+        """The run's W&B tracker, started when the first tracked stage needs it."""
         if self.tracker is None:
             from voicetune import tracking
 
@@ -192,8 +239,23 @@ class Run:
         link.symlink_to(target, target_is_directory=True)
 
     def _write_manifest(self) -> None:
-        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
-        (self.run_dir / "run.json").write_text(json.dumps(self.manifest, indent=2, default=str))
+        from voicetune.tracking import redact, safe_config
+
+        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(safe_config(self.cfg))))
+        # shapes=False: the manifest is made of cache keys (64 hex digits, shaped like a key); what a
+        # secret could reach it through (an env value, a URL's credentials) is still cut out.
+        (self.run_dir / "run.json").write_text(json.dumps(redact(self.manifest, shapes=False), indent=2,
+                                                          default=str))
+
+
+def run_placed(spec: StageSpec, ctx: Context, cfg: DictConfig, where: str) -> dict:
+    """Call the stage here, or hand its function, view and inputs to the remote runner."""
+    if where == "local":
+        return spec.call("function", ctx)
+    from voicetune.compute.modal import run_remote
+    from voicetune.tracking import remote_settings
+
+    return run_remote(spec, ctx, cfg.compute, remote_settings(cfg))
 
 
 def print_run(manifest: dict, run_dir: Path) -> None:
@@ -233,15 +295,39 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from voicetune.config import validate
 
     validate(cfg)
-    return Run(cfg, run_dir).execute()
+    return PipelineRun(cfg, run_dir).execute()
+
+
+def run_stage(name: str, cfg: DictConfig, inputs: dict[str, Path], out: Path, cache: Cache | None = None,
+              tracker=None) -> dict:
+    """One stage on given input folders, through its declared view (tests, notebooks, benches)."""
+    import shutil
+
+    spec, out = STAGES[name], Path(out)
+    cfg, _ = resolve_choices(cfg, [name])
+    services = Services(cache or Cache(cfg.cache_dir))
+    fresh = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return spec.call("function", Context(view(cfg, spec.reads), dict(inputs), out, services, tracker))
+    except BaseException:
+        if fresh:  # like a cache entry: a stage that failed (or only estimated) leaves nothing
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def main(cfg: DictConfig) -> None:
     """Hydra entry: run into Hydra's output dir; a user mistake prints one line and exits 2."""
     from hydra.core.hydra_config import HydraConfig
 
+    from voicetune import tracking
+
+    hydra_cfg = HydraConfig.get()
+    tracking.redact_logs()
+    if hydra_cfg.output_subdir is not None:  # Hydra saved its own copies before calling us
+        tracking.redact_files(Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir)
     try:
-        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        run(cfg, Path(hydra_cfg.runtime.output_dir))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

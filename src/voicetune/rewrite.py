@@ -56,10 +56,11 @@ def _read_file(path: Path) -> str:
 
 
 def token_cap(draft: str) -> int:
-    """The probes' cap (1.5x the reference, + room for the end token) on the draft's estimated tokens."""
-    from voicetune.generate import token_cap as cap_for
+    """The probes' cap (eval.cap_ratio x the reference, + room for the end token) on the draft's estimated tokens."""
+    from voicetune.chat import token_cap as cap_for
+    from voicetune.config import EvalConfig
 
-    return cap_for(math.ceil(TOKENS_PER_WORD * len(draft.split())))
+    return cap_for(math.ceil(TOKENS_PER_WORD * len(draft.split())), EvalConfig.cap_ratio, EvalConfig.cap_extra)
 
 
 def rewrite(draft: str, prompt: Prompt, base_url: str, model: str, api_key_env: str | None,

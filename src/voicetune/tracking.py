@@ -7,6 +7,7 @@ and leaves it open at the end of training, hence `Tracker.finish()`.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -18,7 +19,15 @@ from voicetune.config import looks_like_secret
 from voicetune.errors import UserError
 
 REDACTED = "<redacted>"
+# The columns of the generations table logged at every training eval.
+GENERATION_COLUMNS = ["probe_id", "shape", "prompt", "output", "reference", "output_words",
+                      "reference_words", "length_ratio", "ended"]
 SECRET_KEY = re.compile(r"api_key", re.IGNORECASE)
+# A credential inside a URL or a longer string: `?api-key=...`, `&token=...`, `user:pass@host`,
+# or a prefixed key (`sk-...`) anywhere.
+URL_SECRET = re.compile(r"(?i)([?&;](?:[\w.-]*(?:key|token|secret|sig|signature|password|passwd|auth)[\w.-]*)=)([^&#\s'\"]+)")
+URL_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/@\s:]+:)([^/@\s]+)(@)")
+INLINE_KEY = re.compile(r"(?<![A-Za-z0-9])(?:sk-|sk_|pk-|ghp_|hf_|xox[bp]-|AIza)[A-Za-z0-9_\-]{12,}")
 # Env vars whose values must never leave the process, whatever they look like.
 SECRET_ENV_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
 # Shorter env values ("1", "true", "/root") would redact innocent config text.
@@ -89,9 +98,21 @@ class Tracker:
             wandb.teardown()
 
 
-def start(cfg: DictConfig, run_dir: Path, job_type: str = "train", name: str | None = None) -> Tracker:
+def start(cfg: DictConfig, run_dir: Path, job_type: str = "train") -> Tracker:
     """Open a wandb run for `cfg` under `run_dir/wandb/` (or a no-op Tracker when disabled)."""
-    mode = cfg.tracking.mode
+    return start_remote(remote_settings(cfg), run_dir, job_type)
+
+
+def remote_settings(cfg: DictConfig) -> dict:
+    """Everything a W&B run needs from the config, secrets removed: also what a remote stage gets."""
+    return redact({"mode": str(cfg.tracking.mode), "project": cfg.tracking.project,
+                   "group": cfg.tracking.group or cfg.experiment, "name": run_name(cfg),
+                   "tags": run_tags(cfg), "config": safe_config(cfg)})
+
+
+def start_remote(settings: dict, run_dir: Path, job_type: str = "train") -> Tracker:
+    """Open a wandb run from `remote_settings` (here or in a Modal container)."""
+    mode = settings["mode"]
     if mode == "disabled":
         return Tracker()
     # Checked before wandb.init so a missing key never costs a network attempt.
@@ -101,16 +122,9 @@ def start(cfg: DictConfig, run_dir: Path, job_type: str = "train", name: str | N
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    # Name, group and tags can carry override text too, so they are redacted like the config.
     run = wandb.init(
-        mode=mode,
-        dir=str(run_dir),
-        project=cfg.tracking.project,
-        group=redact(cfg.tracking.group or cfg.experiment),
-        name=redact(name or run_name(cfg)),
-        job_type=job_type,
-        tags=redact(run_tags(cfg)),
-        config=safe_config(cfg),
+        mode=mode, dir=str(run_dir), project=settings["project"], group=settings["group"],
+        name=settings["name"], job_type=job_type, tags=settings["tags"], config=settings["config"],
         # Pipeline output stays readable; console="off" also keeps whatever the pipeline
         # prints (paths, prompts) out of the run's files.
         settings=wandb.Settings(silent=True, console="off", save_code=False),
@@ -140,21 +154,69 @@ def safe_config(cfg: DictConfig) -> dict:
     return redact(OmegaConf.to_container(cfg, resolve=True))
 
 
-def redact(node: Any) -> Any:
+def redact(node: Any, shapes: bool = True) -> Any:
     """`node` with api_key* keys dropped, secret-looking strings blanked, env secrets cut out."""
     secrets = [v for k, v in os.environ.items()
                if len(v) >= MIN_SECRET_LEN and (SECRET_ENV_NAME.search(k) or looks_like_secret(v))]
-    return _redact(node, secrets)
+    return _redact(node, secrets, shapes)
 
 
-def _redact(node: Any, secrets: list[str]) -> Any:
+def _redact(node: Any, secrets: list[str], shapes: bool) -> Any:
     if isinstance(node, dict):
-        return {k: _redact(v, secrets) for k, v in node.items() if not SECRET_KEY.search(str(k))}
+        return {k: _redact(v, secrets, shapes) for k, v in node.items() if not SECRET_KEY.search(str(k))}
     if isinstance(node, list):
-        return [_redact(v, secrets) for v in node]
+        return [_redact(v, secrets, shapes) for v in node]
     if isinstance(node, str):
-        if looks_like_secret(node) and not node.startswith(PATH_START):
+        if shapes and looks_like_secret(node) and not node.startswith(PATH_START):
             return REDACTED
         for secret in secrets:
             node = node.replace(secret, REDACTED)
+        node = URL_SECRET.sub(rf"\1{REDACTED}", node)
+        node = URL_USERINFO.sub(rf"\1{REDACTED}\3", node)
+        node = INLINE_KEY.sub(REDACTED, node)
     return node
+
+
+def redact_text(text: str) -> str:
+    """One string (a log line, a YAML dump) with every secret the config rule finds cut out."""
+    return redact(text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each log record with `redact_text`: no handler writes a key to a file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+def redact_logs() -> None:
+    """Put the filter on every handler of the root logger (Hydra's run.log among them)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
+def redact_files(folder: Path) -> None:
+    """Rewrite the YAML files in `folder` (Hydra's .hydra/) with the same rule."""
+    for path in sorted(Path(folder).glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        clean = redact_text(text)
+        if clean != text:
+            path.write_text(clean, encoding="utf-8")
+
+
+def replay_history(tracker, history: dict) -> None:
+    """Log a remote run's losses and probe generations to the local W&B run, in step order."""
+    rows = [(r["step"], {"train/loss": r["loss"], "train/learning_rate": r["learning_rate"]})
+            for r in history["train"]]
+    rows += [(r["step"], {"eval/loss": r["eval_loss"]}) for r in history["eval"]]
+    for step, metrics in sorted(rows, key=lambda r: r[0]):
+        tracker.log({**metrics, "train/global_step": step})
+    for step in sorted({g["step"] for g in history["generations"]}):
+        tracker.table("eval/generations", GENERATION_COLUMNS,
+                      [[g[c] for c in GENERATION_COLUMNS] for g in history["generations"] if g["step"] == step])
+    tracker.summary({f"train/{k}": v for k, v in history["summary"].items()})

@@ -1,10 +1,11 @@
-"""`compute=modal`: run the train stage (or another GPU stage) on a Modal GPU.
+"""`compute=modal`: run a stage the pipeline placed there (compute.stages) on a Modal GPU.
 
-The local machine keeps the cheap, cached stages and sends the stage's input files and the
-config (YAML, secrets removed) as the call's argument. In the container, `execute()` writes
-them onto the `runs` volume under a key made from that payload and runs the same stage with
-compute.target=local; its output folder lives on the volume, so a retried or preempted call
-resumes from the last checkpoint. Outputs come back file by file from the volume listing
+The pipeline keeps the cheap, cached stages here and hands this runner the stage's declaration,
+its config view and its input folders. The call's argument carries the input files, the view
+(YAML, secrets removed) and the stage function's import path. In the container, `execute()`
+writes them onto the `runs` volume under a key made from that payload and calls the function;
+its output folder lives on the volume, so a retried or preempted call resumes from the last
+checkpoint. Outputs come back file by file from the volume listing
 (`modal volume get` flattens nested folders). `modal` is imported only inside functions: this
 module imports with no token and no network.
 """
@@ -35,15 +36,18 @@ GPU_PRICE_PER_HOUR = {"T4": 0.59, "L4": 0.80, "A10G": 1.10, "L40S": 1.95, "A100-
 NO_TOKEN = "compute=modal: no Modal token; run `modal setup` (or set MODAL_TOKEN_ID/MODAL_TOKEN_SECRET)"
 
 
-def run_remote(cfg, inputs: dict[str, Path], out: Path, tracker=None, stage: str = "train") -> dict:
-    """Run `stage` on a Modal GPU; its outputs land in `out`, its metrics gain a `remote` record."""
+def run_remote(spec, ctx, compute, tracking: dict) -> dict:
+    """Run the stage on a Modal GPU; its outputs land in `ctx.out`, its metrics gain a `remote` record."""
+    from voicetune.tracking import replay_history
+
     require_token()
-    body = build_payload(cfg, inputs, stage)
-    result, remote = launch(cfg.compute, body)
-    copy_back(runs_volume(cfg.compute), f"{body['key']}/out", out)
+    body = build_payload(spec, ctx, compute, tracking)
+    result, remote = launch(compute, body)
+    copy_back(runs_volume(compute), f"{body['key']}/out", ctx.out)
+    tracker = ctx.tracker
     if tracker is not None:
-        if not result["tracked"] and (out / "history.json").is_file():
-            replay_history(tracker, json.loads((out / "history.json").read_text()))
+        if not result["tracked"] and (ctx.out / "history.json").is_file():
+            replay_history(tracker, json.loads((ctx.out / "history.json").read_text()))
         tracker.summary({f"remote/{k}": v for k, v in remote.items()})
     return {**result["metrics"], "remote": remote}
 
@@ -64,21 +68,23 @@ def require_token() -> None:
         raise UserError(NO_TOKEN)
 
 
-def build_payload(cfg, inputs: dict[str, Path], stage: str) -> dict:
-    """The call's argument: the input files' bytes, the config as YAML without secrets, the volume key."""
+def build_payload(spec, ctx, compute, tracking: dict) -> dict:
+    """The call's argument: the input files' bytes, the stage's view as YAML without secrets,
+    the function to call, how to track it (voicetune.tracking.remote_settings) and the volume key."""
     from omegaconf import OmegaConf
 
-    from voicetune.tracking import redact, run_name, safe_config
+    from voicetune.tracking import safe_config
 
     files = {f"{name}/{p.relative_to(folder).as_posix()}": p.read_bytes()
-             for name, folder in inputs.items()
+             for name, folder in ctx.inputs.items()
              for p in sorted(Path(folder).rglob("*")) if p.is_file() and p.name != COMPLETE}
-    config = OmegaConf.to_yaml(OmegaConf.create(safe_config(cfg)))
+    config = OmegaConf.to_yaml(OmegaConf.create(safe_config(ctx.cfg)))
     # Same stage, config and inputs -> same folder on the volume: a rerun resumes there.
-    key = digest({"stage": stage, "config": config,
+    key = digest({"stage": spec.name, "config": config,
                   "files": {n: hashlib.sha256(b).hexdigest() for n, b in files.items()}})
-    return {"stage": stage, "key": f"{stage}-{key[:16]}", "config": config, "files": files,
-            "run_name": redact(run_name(cfg)), "runs_volume": cfg.compute.volumes.runs}
+    return {"stage": spec.name, "function": spec.function, "tracked": spec.tracked,
+            "key": f"{spec.name}-{key[:16]}", "config": config, "files": files,
+            "tracking": tracking, "runs_volume": compute.volumes.runs}
 
 
 def launch(compute, body: dict) -> tuple[dict, dict]:
@@ -124,21 +130,6 @@ def copy_back(volume, prefix: str, out: Path) -> list[str]:
     return copied
 
 
-def replay_history(tracker, history: dict) -> None:
-    """Log a remote run's losses and probe generations to the local W&B run, in step order."""
-    from voicetune.train.callbacks import GENERATION_COLUMNS
-
-    rows = [(r["step"], {"train/loss": r["loss"], "train/learning_rate": r["learning_rate"]})
-            for r in history["train"]]
-    rows += [(r["step"], {"eval/loss": r["eval_loss"]}) for r in history["eval"]]
-    for step, metrics in sorted(rows, key=lambda r: r[0]):
-        tracker.log({**metrics, "train/global_step": step})
-    for step in sorted({g["step"] for g in history["generations"]}):
-        tracker.table("eval/generations", GENERATION_COLUMNS,
-                      [[g[c] for c in GENERATION_COLUMNS] for g in history["generations"] if g["step"] == step])
-    tracker.summary({f"train/{k}": v for k, v in history["summary"].items()})
-
-
 # ---------------------------------------------------------------- the app
 
 
@@ -175,7 +166,7 @@ def image_packages() -> list[str]:
 
 def cuda_requirements() -> list[str]:
     """The pinned CUDA training stack, as the unsloth backend reads it."""
-    from voicetune.train.unsloth import cuda_requirements as pins
+    from voicetune.backends.unsloth import cuda_requirements as pins
 
     return pins()
 
@@ -184,7 +175,7 @@ def base_requirements() -> list[str]:
     """voicetune's own dependencies: pyproject.toml of a source tree, else the installed metadata."""
     from importlib.metadata import requires
 
-    from voicetune.train.unsloth import source_project
+    from voicetune.backends.unsloth import source_project
 
     project = source_project()
     if project is not None:
@@ -234,21 +225,24 @@ def container_main(body: dict) -> dict:
     return execute(body, Path(MOUNTS["runs"]), commit=volume.commit)
 
 
-def execute(body: dict, runs_root: Path, runner: Callable | None = None,
+def execute(body: dict, runs_root: Path, function: Callable | None = None,
             commit: Callable[[], None] = lambda: None) -> dict:
     """Write the inputs under the run's key, run the stage into <key>/out, record its result."""
+    from voicetune.cache import Cache
+    from voicetune.contract import Context, Services
+
     work = runs_root / body["key"]
     done = work / "result.json"
     if done.is_file():  # the same call again after success: its outputs are already there
         return json.loads(done.read_text())
-    cfg = container_config(body["config"], runs_root)
+    seen = container_view(body["config"])
     inputs = write_inputs(body["files"], work / "inputs")
     out = work / "out"
     out.mkdir(parents=True, exist_ok=True)  # kept across attempts: the checkpoints to resume from
-    tracker = start_tracker(cfg, work, body)
+    tracker = start_tracker(body, work)
     try:
-        extra = {"tracker": tracker} if tracked(body["stage"]) else {}
-        metrics = (runner or stage_runner(body["stage"]))(cfg, inputs, out, **extra)
+        ctx = Context(seen, inputs, out, Services(Cache(runs_root / "cache")), tracker)
+        metrics = (function or stage_function(body["function"]))(ctx)
     finally:
         if tracker is not None:
             tracker.finish()
@@ -258,16 +252,14 @@ def execute(body: dict, runs_root: Path, runner: Callable | None = None,
     return result
 
 
-def container_config(text: str, runs_root: Path):
-    """The shipped config, typed by the schema, run here, with the model cache on the volume."""
+def container_view(text: str):
+    """The stage's view as shipped: read-only and struct-mode, as the pipeline built it."""
     from omegaconf import OmegaConf
 
-    from voicetune.config import Config
-
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(text))
-    cfg.compute.target = "local"
-    cfg.cache_dir = str(runs_root / "cache")
-    return cfg
+    seen = OmegaConf.create(text)
+    OmegaConf.set_struct(seen, True)
+    OmegaConf.set_readonly(seen, True)
+    return seen
 
 
 def write_inputs(files: dict[str, bytes], root: Path) -> dict[str, Path]:
@@ -279,26 +271,18 @@ def write_inputs(files: dict[str, bytes], root: Path) -> dict[str, Path]:
     return {name: root / name for name in sorted({rel.split("/", 1)[0] for rel in files})}
 
 
-def start_tracker(cfg, work: Path, body: dict):
+def start_tracker(body: dict, work: Path):
     """Live W&B logging from the GPU for a tracked stage when tracking is online (key from a secret)."""
-    if cfg.tracking.mode != "online" or not tracked(body["stage"]):
+    if body["tracking"]["mode"] != "online" or not body["tracked"]:
         return None  # offline runs are replayed into the local W&B run after the call
     from voicetune import tracking
 
-    return tracking.start(cfg, work / "wandb", job_type=body["stage"], name=body["run_name"])
+    return tracking.start_remote(body["tracking"], work / "wandb", job_type=body["stage"])
 
 
-def tracked(stage: str) -> bool:
-    """Whether the stage logs to W&B (takes a tracker)."""
-    from voicetune.pipeline import STAGES
-
-    return STAGES[stage].tracked
-
-
-def stage_runner(stage: str) -> Callable:
-    """The stage's `run(cfg, inputs, out, tracker)`."""
+def stage_function(path: str) -> Callable:
+    """The stage's `run(ctx)` from its declared "module:function" path."""
     import importlib
 
-    from voicetune.pipeline import STAGES
-
-    return importlib.import_module(STAGES[stage].import_path).run
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -6,55 +6,9 @@ whether replies cost money (and so go through the request journal) or are recomp
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Optional, Protocol
+from typing import Any
 
-# Words -> tokens for English prose with a BPE tokenizer (~0.75 words per token).
-TOKENS_PER_WORD = 1.35
-
-
-@dataclass(frozen=True)
-class Request:
-    """One (unit, style) call: the unit's text and the prompt built from it."""
-
-    key: str
-    unit_id: str
-    style: str
-    text: str
-    prompt: str
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What came back: text and usage, or an error kind recorded as a rejection reason."""
-
-    content: Optional[str] = None
-    finish_reason: Optional[str] = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    # "malformed_response" or "request_failed"; None for a usable completion.
-    error: Optional[str] = None
-    detail: str = ""
-
-    def record(self) -> dict[str, Any]:
-        """The journal's view of this reply."""
-        return asdict(self)
-
-
-class Generator(Protocol):
-    """What the pairs stage needs from a backend."""
-
-    model: str
-    remote: bool
-
-    async def complete(self, request: Request) -> Reply: ...
-
-    async def aclose(self) -> None: ...
-
-
-def estimate_tokens(text: str) -> int:
-    """Word-based token estimate (used offline and for dry runs)."""
-    return round(len(text.split()) * TOKENS_PER_WORD)
+from voicetune.generators.requests import Generator
 
 
 def make_generator(gen_cfg: Any) -> Generator:

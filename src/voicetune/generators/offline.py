@@ -14,7 +14,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from voicetune.generators import Reply, Request, estimate_tokens
+from voicetune.generators.requests import Reply, Request, estimate_tokens
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[])")
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voicetune.errors import UserError
-from voicetune.generators import Reply, Request
+from voicetune.generators.requests import Reply, Request
 
 # Per-item 400s (one over-long unit, one filtered text) are rejections; any other 400 means
 # every request will fail the same way, so it stops the stage.

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from voicetune.extract import Paper
+    from voicetune.stages.extract import Paper
 
 
 def paper_record(paper: Paper) -> dict:

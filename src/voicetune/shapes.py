@@ -1,4 +1,4 @@
-"""Stage `units`: cut extracted papers into training units of a response shape.
+"""Cutting extracted papers into units of a response shape, within word limits and a token budget.
 
 Shapes: `sentence`, `paragraph`, `section` (two or more consecutive paragraphs of one
 section) and `abstract`. The seed's lesson: a model trained only on sentences writes one
@@ -7,14 +7,11 @@ sentence and stops, so the shape mix decides how long the tuned model writes.
 
 from __future__ import annotations
 
-import json
 import random
 import re
-from collections import Counter
-from pathlib import Path
 
-from voicetune.cache import Cache, digest
-from voicetune.errors import UserError
+from voicetune.cache import digest
+from voicetune.records import chat_messages
 
 # Split after . ! ? followed by space + capital/digit/quote/bracket, but not after common
 # abbreviations ("et al.", "e.g.", "Fig.") that would cut a sentence in two.
@@ -75,11 +72,7 @@ class Budget:
         # The rough draft may be up to max_length_ratio x the original (1.6 by default).
         self.ratio = cfg.data.gates.max_length_ratio
         self.count_text = count_text
-        self.overhead = count_tokens([
-            {"role": "system", "content": cfg.corpus.persona},
-            {"role": "user", "content": cfg.data.instruction + "\n\n"},
-            {"role": "assistant", "content": ""},
-        ])
+        self.overhead = count_tokens(chat_messages(cfg.corpus.persona, cfg.data.instruction, "", ""))
 
     def fits(self, tokens: int) -> bool:
         return self.overhead + tokens * (1 + self.ratio) <= self.max_tokens
@@ -135,57 +128,15 @@ def select(pool: list[dict], want: int, seed: int) -> list[dict]:
     return sorted(random.Random(seed).sample(pool, want), key=lambda u: u["id"])
 
 
-def build_units(cfg, papers: list[dict], count_tokens, count_text) -> tuple[list[dict], list[dict], dict]:
-    """Units of every configured shape, the dropped ones, and per-shape counts."""
+def build_units(cfg, papers: list[dict], count_tokens, count_text,
+                wants: dict[str, int]) -> tuple[list[dict], list[dict], dict]:
+    """Up to `wants[shape]` units of each shape, the dropped ones, and per-shape counts."""
     budget = Budget(cfg, count_tokens, count_text)
     units, dropped, report = [], [], {}
-    for shape, want in targets(cfg.data.shapes, cfg.data.max_units).items():
+    for shape, want in wants.items():
         pool = [u for p in papers for u in candidates(p, shape)]
         pool = within_limits(pool, shape, cfg, budget, dropped)
         chosen = select(pool, want, cfg.data.seed)
         units += chosen
         report[shape] = {"wanted": want, "available": len(pool), "chosen": len(chosen)}
     return units, dropped, report
-
-
-def load_papers(extract_dir: Path) -> list[dict]:
-    """The extract stage's papers."""
-    from voicetune.dataset import read_jsonl
-
-    return read_jsonl(extract_dir / "papers.jsonl")
-
-
-def run(cfg, inputs: dict[str, Path], out: Path) -> dict:
-    """Stage entry: papers.jsonl -> units.jsonl + dropped.jsonl."""
-    from voicetune.modelio import chat_token_counter, load_tokenizer
-
-    tok = load_tokenizer(cfg.model, Cache(cfg.cache_dir))
-    count_text = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-    units, dropped, report = build_units(cfg, load_papers(inputs["extract"]), chat_token_counter(tok), count_text)
-    if not units:
-        raise UserError(f"data={cfg.data.name}: no unit of shapes {list(cfg.data.shapes)} fits the limits "
-                        f"(data.limits, token budget {cfg.data.max_tokens or cfg.train.seq_len})")
-    _write_jsonl(out / "units.jsonl", units)
-    _write_jsonl(out / "dropped.jsonl", dropped)
-    _print_report(report, Counter(d["reason"].split(":")[0] for d in dropped))
-    return {"units": len(units), "dropped": len(dropped), "shapes": report}
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _print_report(report: dict, drops: Counter) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="units per shape")
-    for col in ("shape", "wanted", "available", "chosen"):
-        table.add_column(col)
-    for shape, row in report.items():
-        table.add_row(shape, *(str(row[k]) for k in ("wanted", "available", "chosen")))
-    Console().print(table)
-    if drops:
-        Console().print("dropped: " + ", ".join(f"{n} {reason}" for reason, n in drops.most_common()))

@@ -14,7 +14,9 @@ import shutil
 import uuid
 from pathlib import Path
 
+from voicetune.cache import link_tree
 from voicetune.errors import UserError
+from voicetune.records import read_json
 
 MARKER = ".voicetune-install.json"
 
@@ -24,17 +26,32 @@ def target_dir(cfg) -> Path:
     return Path(lm.models_dir).expanduser() / lm.publisher / cfg.export.name
 
 
+def asked(cfg) -> bool:
+    return bool(cfg.export.formats.get("lmstudio"))
+
+
 def check_target(cfg) -> None:
     """One line if the target folder exists and is not an earlier voicetune install."""
+    if not asked(cfg):
+        return
     target = target_dir(cfg)
     if target.exists() and not (target / MARKER).is_file():
         raise UserError(f"export.lmstudio: {target} exists; remove it or pick another export.name")
 
 
+def deliver(ctx) -> dict:
+    """The export stage's delivery, on this machine: install the MLX or GGUF folder into LM Studio."""
+    from voicetune.stages.export import lmstudio_source
+
+    if not asked(ctx.cfg):
+        return {}
+    source = lmstudio_source(ctx.cfg)
+    built = read_json(ctx.out / "artifacts.json")
+    return {"lmstudio": str(install(ctx.cfg, ctx.out / source, built[source]["key"])), "from": source}
+
+
 def install(cfg, source: Path, key: str) -> Path:
     """Copy (hard-link when possible) the artifact `key` from `source` into LM Studio's folder, atomically."""
-    from voicetune.export import link_tree
-
     target = target_dir(cfg)
     stamp = {"artifact": key, "format": source.name}
     if target.exists():

@@ -1,9 +1,8 @@
-"""The `hf` backend: transformers Trainer + peft LoRA on CPU, MPS or CUDA, and the shared trainer.
+"""The shared trainer: transformers' Trainer over packed (or length-grouped) rows.
 
-The Trainer does the loop, checkpoints, resume, eval and W&B; this module only supplies
-packed batches, the LoRA wrapping, and callbacks that record history and probe generations.
-Every backend (see `unsloth.py`) builds its model with its own `load(cfg, cache)` and then
-trains through `make_trainer` here.
+The Trainer does the loop, checkpoints, resume, eval and W&B; this module only supplies the
+rows, the collator and the arguments. Every backend (voicetune.backends) builds its model with
+its own `load` and then trains through `make_trainer` here.
 """
 
 from __future__ import annotations
@@ -12,32 +11,11 @@ from pathlib import Path
 
 from transformers import Trainer
 
-from voicetune.train.data import PackedCollator, grouped_rows, packed_rows, weighted_schedule
-
-# SDPA builds a block-diagonal mask from restarting position_ids (max logit difference < 1e-6
-# alone vs packed, CPU and GPU), so this backend trains on packed rows.
-PACKED_ROWS_ISOLATED = True
+from voicetune.packing import PackedCollator, grouped_rows, packed_rows, weighted_schedule
 
 
-def load(cfg, cache):
-    """The base model (fp32, SDPA) wrapped in the `lora` group's adapter."""
-    from voicetune.modelio import load_model
-
-    return lora_model(load_model(cfg.model, cache), cfg.lora)
-
-
-def lora_model(base, lora_cfg):
-    """Wrap the base model in a LoRA adapter from the `lora` config group."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
-                        target_modules=list(lora_cfg.targets), task_type="CAUSAL_LM")
-    return get_peft_model(base, config)
-
-
-def training_args(cfg, out: Path, steps_per_epoch: int):
+def training_args(cfg, out: Path, steps_per_epoch: int, wandb: bool):
     """TrainingArguments from the `train` group (rows are pre-shuffled: sequential sampler)."""
-    import torch
     from transformers import TrainingArguments
 
     t = cfg.train
@@ -48,8 +26,9 @@ def training_args(cfg, out: Path, steps_per_epoch: int):
         num_train_epochs=1, max_steps=t.max_steps, eval_strategy="steps", eval_steps=t.eval_steps,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=2, logging_steps=1,
         seed=t.seed, data_seed=t.seed, train_sampling_strategy="sequential",
-        remove_unused_columns=False, report_to=["wandb"] if _wandb_on(cfg) else [],
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), use_cpu=not _accelerated(),
+        remove_unused_columns=False, report_to=["wandb"] if wandb else [],
+        # train.precision was resolved before the run (auto -> bf16 on a CUDA card that has it).
+        bf16=t.precision == "bf16", fp16=t.precision == "fp16", use_cpu=not _accelerated(),
         dataloader_num_workers=0, disable_tqdm=False, label_names=["labels"],
     )
 
@@ -59,17 +38,14 @@ def _warmup(t, steps: int) -> int:
     return max(0, round(t.warmup_ratio * total))
 
 
-def _wandb_on(cfg) -> bool:
-    return cfg.tracking.mode != "disabled"
-
-
 def _accelerated() -> bool:
     import torch
 
     return torch.cuda.is_available() or torch.backends.mps.is_available()
 
 
-def make_trainer(cfg, model, tokenizer, train_ex, valid_ex, weights, out: Path, callbacks, pack: bool = True):
+def make_trainer(cfg, model, tokenizer, train_ex, valid_ex, weights, out: Path, callbacks, pack: bool = True,
+                 wandb: bool = False):
     """A Trainer over packed rows (or length-grouped single examples): weighted draws for train, each valid example once."""
     t = cfg.train
     schedule = weighted_schedule(weights, t.epochs, t.seed)
@@ -78,7 +54,7 @@ def make_trainer(cfg, model, tokenizer, train_ex, valid_ex, weights, out: Path, 
     collator = PackedCollator(train_ex, tokenizer.pad_token_id, t.seq_len)
     eval_collator = PackedCollator(valid_ex, tokenizer.pad_token_id, t.seq_len)
     steps = max(1, len(rows) // (t.batch_size * t.grad_accum))
-    trainer = PackedTrainer(model=model, args=training_args(cfg, out, steps), train_dataset=rows,
+    trainer = PackedTrainer(model=model, args=training_args(cfg, out, steps, wandb), train_dataset=rows,
                             eval_dataset=valid_rows, data_collator=collator, callbacks=callbacks)
     trainer.eval_collator = eval_collator
     return trainer

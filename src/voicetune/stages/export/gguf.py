@@ -101,11 +101,9 @@ def quantize(src: Path, dst: Path, kind: str) -> None:
         raise RuntimeError(f"llama_model_quantize({kind}) returned {code} for {src}")
 
 
-def build_gguf(cfg, merged: Path, folder: Path) -> None:
+def build_gguf(cfg, merged: Path, folder: Path, cache) -> None:
     """<name>-<outtype>.gguf (+ <name>-<quant>.gguf) and a Modelfile that points at the smallest."""
-    from voicetune.cache import Cache
-
-    script = converter(Cache(cfg.cache_dir).models("tools"))
+    script = converter(cache.models("tools"))
     name, opts = cfg.export.name, cfg.export.gguf
     main = folder / f"{name}-{opts.outtype}.gguf"
     convert(script, merged, main, opts.outtype, name)
@@ -157,7 +155,6 @@ def render_ollama(template: str, system: str, prompt: str) -> str:
     """What Ollama sends the model for one turn, up to where the reply starts (for parity checks)."""
     head = template.split("{{ .Response }}")[0]
     return head.replace("{{ .System }}", system).replace("{{ .Prompt }}", prompt)
-
 
 
 def read_modelfile(path: Path) -> tuple[str, str]:

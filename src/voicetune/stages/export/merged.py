@@ -15,52 +15,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from voicetune import backends
+from voicetune.chat import end_token_ids, load_tokenizer, persona_template
+
 # Keys transformers 5 writes that only describe how it was loaded.
 LOADER_KEYS = ("backend", "is_local", "local_files_only")
 
 
-def persona_template(template: str, persona: str) -> str:
-    """The training template, with the persona inserted when a chat sends no system message."""
-    literal = json.dumps(persona)  # a JSON string is a valid Jinja string literal
-    return ("{%- if messages and messages[0]['role'] != 'system' %}"
-            f"{{%- set messages = [{{'role': 'system', 'content': {literal}}}] + messages %}}"
-            "{%- endif %}" + template)
-
-
-def end_token_ids(tokenizer, end_tokens: list[str]) -> list[int]:
-    """The tokenizer's eos and every configured end-of-turn token, as ids, without repeats."""
-    ids = [tokenizer.eos_token_id] + [tokenizer.convert_tokens_to_ids(t) for t in end_tokens]
-    return list(dict.fromkeys(i for i in ids if i is not None))
-
-
-def build_merged(cfg, adapter: Path, folder: Path) -> None:
+def build_merged(cfg, adapter: Path, folder: Path, cache) -> None:
     """Merge the adapter into the base model; save weights, tokenizer, template, generation config."""
-    from voicetune.cache import Cache
-    from voicetune.modelio import load_tokenizer
-    from voicetune.train import pick_backend
-
-    if pick_backend(cfg) == "unsloth":  # on the GPU: Unsloth dequantizes its own 4-bit base
-        from voicetune.train.unsloth import merged_from_adapter
-
-        merged_from_adapter(cfg, adapter, folder)
-    else:
-        _merge_with_peft(cfg, adapter, folder)
-    tok = load_tokenizer(cfg.model, Cache(cfg.cache_dir))  # the template training rendered with
+    # The backend that trained it merges it: Unsloth dequantizes its own 4-bit base on the GPU.
+    backends.module(cfg.train.backend).merge(cfg, cache, adapter, folder)
+    tok = load_tokenizer(cfg.model, cache)  # the template training rendered with
     _stop_on_every_end_token(folder, end_token_ids(tok, list(cfg.model.end_tokens)), tok.pad_token_id)
     tok.chat_template = persona_template(tok.chat_template, cfg.corpus.persona)
     tok.save_pretrained(folder)
     portable_tokenizer_config(folder / "tokenizer_config.json", tok.chat_template)
-
-
-def _merge_with_peft(cfg, adapter: Path, folder: Path) -> None:
-    import torch
-    from peft import PeftModel
-
-    from voicetune.cache import Cache
-    from voicetune.modelio import load_model
-
-    model = PeftModel.from_pretrained(load_model(cfg.model, Cache(cfg.cache_dir)), adapter).merge_and_unload()
-    model.to(getattr(torch, cfg.export.dtype)).save_pretrained(folder, safe_serialization=True)
 
 
 def _stop_on_every_end_token(folder: Path, ends: list[int], pad: int | None) -> None:

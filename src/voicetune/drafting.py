@@ -1,4 +1,7 @@
-"""pairs stage: every unit x rough style -> (rough draft, polished original), gated.
+"""Rough drafts of units through a generator: requests, the request journal, quality gates.
+
+The `pairs` stage drafts every unit in every rough style; `heldout` and `probes` draft one
+style per passage. Both go through `make_pairs` here.
 
 Remote replies are appended to a request journal (an fsync'd JSONL line per finished
 request) before anything else uses them, so a run killed at any moment and rerun never pays
@@ -22,7 +25,11 @@ from omegaconf import OmegaConf
 from voicetune import gates
 from voicetune.cache import Cache, digest
 from voicetune.errors import DryRun, UserError
-from voicetune.generators import Generator, Reply, Request, estimate_tokens, make_generator
+from voicetune.generators import make_generator
+from voicetune.generators.requests import Generator, Reply, Request, estimate_tokens
+from voicetune.chat import chat_token_counter, text_token_counter
+from voicetune.records import chat_record, read_jsonl, read_split, section_weight, write_jsonl
+from voicetune.shapes import build_units
 
 JOURNAL = "pairs-requests"
 
@@ -64,8 +71,13 @@ def request_fields(gen: Any, template: str, style: Any) -> dict[str, Any]:
     }
 
 
-def plan(cfg: Any, units: list[dict[str, Any]]) -> list[Item]:
-    """Every (unit, style) item, sorted by unit id then style name."""
+def one_style(styles: list[str], seed: int):
+    """A function unit -> the one style it is drafted in: a seeded hash, the same in every stage."""
+    return lambda unit: styles[int(digest([seed, unit["id"]]), 16) % len(styles)]
+
+
+def plan(cfg: Any, units: list[dict[str, Any]], pick=None) -> list[Item]:
+    """Every (unit, style) item (or only the style `pick(unit)` names), by unit id then style name."""
     template = cfg.data.prompt
     try:
         template.format(instruction="", text="")
@@ -79,6 +91,8 @@ def plan(cfg: Any, units: list[dict[str, Any]]) -> list[Item]:
     items = []
     for unit in sorted(units, key=lambda u: u["id"]):
         for name, instruction, fields in styles:
+            if pick is not None and pick(unit) != name:
+                continue
             prompt = template.format(instruction=instruction, text=unit["text"])
             key = digest({**fields, "text": unit["text"]})  # the request's content address
             items.append(Item(unit, name, Request(key, unit["id"], name, unit["text"], prompt)))
@@ -170,11 +184,11 @@ class Judge:
         return self.verdicts[key]
 
 
-def run(cfg: Any, inputs: dict[str, Path], out: Path) -> dict[str, Any]:
+def make_pairs(cfg: Any, units: list[dict[str, Any]], cache: Cache, out: Path, pick=None) -> dict[str, Any]:
     """Build pairs.jsonl, rejected.jsonl and stats.json in `out`; return the stats."""
     start = time.monotonic()
-    items = plan(cfg, load_units(inputs["units"]))
-    journal = Journal(Cache(cfg.cache_dir).journal(JOURNAL))
+    items = plan(cfg, units, pick)
+    journal = Journal(cache.journal(JOURNAL))
     remote = cfg.generator.backend != "offline"
     cached = journal.load() if remote else {}
     todo = [item for item in items if item.request.key not in cached]
@@ -182,7 +196,7 @@ def run(cfg: Any, inputs: dict[str, Path], out: Path) -> dict[str, Any]:
         raise DryRun(dry_run_message(cfg.generator, todo, len(items)))
     generator, judge = make_generator(cfg.generator), Judge(cfg.data.gates)
     try:
-        fresh = asyncio.run(generate(generator, todo, journal, cfg.generator.concurrency, judge))
+        fresh = asyncio.run(send_all(generator, todo, journal, cfg.generator.concurrency, judge))
     finally:
         journal.close()
     stats = write_outputs(cfg, items, {**cached, **fresh}, judge, out)
@@ -194,7 +208,7 @@ def run(cfg: Any, inputs: dict[str, Path], out: Path) -> dict[str, Any]:
     return stats
 
 
-async def generate(generator: Generator, todo: list[Item], journal: Journal, concurrency: int,
+async def send_all(generator: Generator, todo: list[Item], journal: Journal, concurrency: int,
                    judge: Judge) -> dict[str, Reply]:
     """Send every request with bounded concurrency; a UserError cancels the rest."""
     from tqdm import tqdm
@@ -248,17 +262,38 @@ def write_outputs(cfg: Any, items: list[Item], replies: dict[str, Reply], judge:
                       "words_rough": len(reply.content.split()),
                       "words_original": len(unit["text"].split()),
                       "generator": model})
-    _write_jsonl(out / "pairs.jsonl", pairs)
-    _write_jsonl(out / "rejected.jsonl", rejected)
+    write_jsonl(out / "pairs.jsonl", pairs)
+    write_jsonl(out / "rejected.jsonl", rejected)
     reasons = Counter(r["reason"] for r in rejected)
     return {"pairs": len(pairs), "rejected": len(rejected), "rejected_by_reason": dict(reasons)}
 
 
-def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    os.replace(tmp, path)
+def draft_records(cfg: Any, units: list[dict[str, Any]], cache: Cache, tokenizer, out: Path) -> list[dict]:
+    """One rough draft per unit (a seeded style each) as chat records, by shape and id.
+
+    The same unit gets the same style in every stage, so a passage drafted for the probe panel and
+    for the held-out set is one request: a remote generator is paid once.
+    """
+    styles = sorted(s.name for s in cfg.data.rough_styles)
+    make_pairs(cfg, units, cache, out, pick=one_style(styles, cfg.data.seed))
+    count, weights = chat_token_counter(tokenizer), dict(cfg.data.section_weights)
+    pairs = sorted(read_jsonl(out / "pairs.jsonl"), key=lambda p: (p["shape"], p["id"]))
+    return [chat_record(p, cfg.corpus.persona, cfg.data.instruction, section_weight(p["section"], weights), count)
+            for p in pairs]
+
+
+def held_out_papers(ctx) -> tuple[list[dict], set[str]]:
+    """The extracted papers the split holds out, and their ids."""
+    valid = read_split(ctx.inputs["split"])["valid"]
+    return [p for p in read_jsonl(ctx.inputs["extract"] / "papers.jsonl") if p["id"] in valid], valid
+
+
+def held_out_drafts(ctx, wants: dict[str, int]) -> list[dict]:
+    """Chat records for up to `wants[shape]` held-out passages of each shape, one rough style each."""
+    papers, _ = held_out_papers(ctx)
+    tok = ctx.tokenizer()
+    units, _, _ = build_units(ctx.cfg, papers, chat_token_counter(tok), text_token_counter(tok), wants)
+    return draft_records(ctx.cfg, units, ctx.cache, tok, ctx.out)
 
 
 def usage_stats(gen: Any, replies: Iterable[Reply], remote: bool) -> dict[str, Any]:

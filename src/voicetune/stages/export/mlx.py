@@ -9,15 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def mlx_dtype(choice: str) -> str:
-    """`auto`: float16 on macOS; float32 where mlx runs on the CPU backend (see MlxExport)."""
-    import platform
-
-    if choice != "auto":
-        return choice
-    return "float16" if platform.system() == "Darwin" else "float32"
-
-
 def build_mlx(cfg, merged: Path, folder: Path) -> None:
     """mlx_lm.convert into folder/ (it refuses an existing target, so convert beside, then move)."""
     import shutil
@@ -26,7 +17,7 @@ def build_mlx(cfg, merged: Path, folder: Path) -> None:
 
     staging = folder / "mlx"
     convert(str(merged), mlx_path=str(staging), quantize=True, q_bits=cfg.export.mlx.q_bits,
-            q_group_size=cfg.export.mlx.group_size, dtype=mlx_dtype(cfg.export.mlx.dtype))
+            q_group_size=cfg.export.mlx.group_size, dtype=cfg.export.mlx.dtype)  # resolved: no auto
     for path in staging.iterdir():
         shutil.move(str(path), folder / path.name)
     staging.rmdir()

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 
-def available(cfg, adapter: Path, artifacts: dict[str, Path]) -> list:
+def available(cfg, adapter: Path, artifacts: dict[str, Path], cache) -> list:
     """The runtimes that can load this run's artifacts on this machine, in export order."""
-    found = [Transformers.adapter(cfg, adapter)]
+    found = [Transformers.adapter(cfg, adapter, cache)]
     if "merged" in artifacts:
         found.append(Transformers.folder(artifacts["merged"], "merged", cfg.model.end_tokens))
     if "gguf" in artifacts:
@@ -38,20 +38,19 @@ class Transformers:
     generates = True
 
     def __init__(self, name: str, artifact: str, model, tokenizer, end_tokens):
-        from voicetune.export.merged import end_token_ids
+        from voicetune.chat import end_token_ids
 
         self.name, self.artifact, self.model, self.tokenizer = name, artifact, model, tokenizer
         self.end_ids = end_token_ids(tokenizer, list(end_tokens))
 
     @classmethod
-    def adapter(cls, cfg, adapter: Path) -> "Transformers":
+    def adapter(cls, cfg, adapter: Path, cache) -> "Transformers":
         from peft import PeftModel
         from transformers import AutoTokenizer
 
-        from voicetune.cache import Cache
-        from voicetune.modelio import load_model
+        from voicetune.models import load_model
 
-        model = PeftModel.from_pretrained(load_model(cfg.model, Cache(cfg.cache_dir)), adapter)
+        model = PeftModel.from_pretrained(load_model(cfg.model, cache), adapter)
         return cls("transformers+peft", "adapter", model, AutoTokenizer.from_pretrained(adapter), cfg.model.end_tokens)
 
     @classmethod
@@ -75,7 +74,7 @@ class Transformers:
                                                        return_dict=True)["input_ids"])
 
     def generate(self, convs: list[list[dict]], caps: list[int]) -> list[dict]:
-        from voicetune.generate import generate
+        from voicetune.greedy import generate
 
         started = time.perf_counter()
         replies = generate(self.model, self.tokenizer, convs, caps, self.end_ids)
@@ -164,14 +163,14 @@ class Ollama:
     generates = False
 
     def __init__(self, modelfile: Path, tokenizer):
-        from voicetune.export.gguf import read_modelfile
+        from voicetune.stages.export.gguf import read_modelfile
 
         self.name, self.artifact = "ollama Modelfile", "gguf (Modelfile)"
         self.template, self.system = read_modelfile(modelfile)
         self.tokenizer = tokenizer  # Ollama tokenizes with the GGUF's vocab, the same vocab
 
     def render(self, messages: list[dict]) -> list[int] | None:
-        from voicetune.export.gguf import render_ollama
+        from voicetune.stages.export.gguf import render_ollama
 
         if len(messages) > 2 or messages[-1]["role"] != "user":
             return None  # the single-turn template covers one system + user turn

@@ -12,9 +12,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voicetune.cache import file_digest
 from voicetune.errors import UserError
-from voicetune.extract_outputs import print_report, progress, write_outputs
-from voicetune.ooxml import DocxError, Para, read_document
+from voicetune.stages.extract.ooxml import DocxError, Para, read_document
+from voicetune.stages.extract.outputs import print_report, progress, write_outputs
 
 SUFFIXES = {".docx", ".docm", ".doc"}
 MIN_WORDS = 300  # below this a paper is flagged: a letter at best, usually a bad extraction
@@ -288,8 +289,15 @@ def corpus_files(corpus_cfg) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
 
 
-def run(cfg, inputs: dict, out: Path) -> dict:
+def sources(cfg) -> list[list[str]]:
+    """What the stage reads besides its config: each corpus file's path under corpus.path and sha256."""
+    root = Path(os.path.expanduser(cfg.corpus.path))
+    return [[p.relative_to(root).as_posix(), file_digest(p)] for p in corpus_files(cfg.corpus)]
+
+
+def run(ctx) -> dict:
     """Stage entry: corpus files -> out/papers/*.md, out/papers.jsonl, out/report.json."""
+    cfg, out = ctx.cfg, ctx.out
     rules = Rules.from_config(cfg.corpus)
     files = corpus_files(cfg.corpus)
     papers, rows, ids = [], [], set()

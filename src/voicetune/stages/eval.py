@@ -7,11 +7,13 @@ early-stop and runaway rates, shape match, style signals against the author's ow
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from voicetune import metrics
-from voicetune.generate import generate, one_style_per_passage, token_cap
-from voicetune.train import encode_split, end_tokens, read_jsonl
+from voicetune.chat import caps, encode_records, end_tokens
+from voicetune.greedy import generate
+from voicetune.packing import PackedCollator, packed_rows
+from voicetune.probes import one_style_per_passage
+from voicetune.records import read_jsonl, reference, user_turn
 
 SAMPLE_COLUMNS = ["id", "shape", "model", "output", "reference", "output_words", "reference_words",
                   "length_ratio", "ended"]
@@ -20,8 +22,6 @@ SAMPLE_COLUMNS = ["id", "shape", "model", "output", "reference", "output_words",
 def mean_loss(model, examples: list[dict], seq_len: int, pad_id: int, batch_size: int) -> float | None:
     """Token-weighted mean loss over packed rows (no gradient)."""
     import torch
-
-    from voicetune.train.data import PackedCollator, packed_rows
 
     if not examples:
         return None
@@ -33,6 +33,7 @@ def mean_loss(model, examples: list[dict], seq_len: int, pad_id: int, batch_size
         for start in range(0, len(rows), batch_size):
             batch = collate(rows[start: start + batch_size])
             batch.pop("real_tokens")
+            batch = {k: v.to(model.device) for k, v in batch.items()}  # inputs follow the model
             n = int((batch["labels"][:, 1:] != -100).sum())
             total += float(model(**batch, use_cache=False).loss) * n
             tokens += n
@@ -41,46 +42,43 @@ def mean_loss(model, examples: list[dict], seq_len: int, pad_id: int, batch_size
 
 def model_report(outputs: list[dict], records: list[dict], author: dict, losses: dict) -> tuple[dict, list[dict]]:
     """Length, stop, shape and style metrics of one model's outputs, and per-sample metrics."""
-    samples = [{"shape": r["shape"], **metrics.sample_metrics(o["text"], r["messages"][2]["content"],
-                                                              r["shape"], o["ended"])}
+    samples = [{"shape": r["shape"], **metrics.sample_metrics(o["text"], reference(r), r["shape"], o["ended"])}
                for o, r in zip(outputs, records)]
     style = metrics.style_signals([o["text"] for o in outputs])
     return {**losses, **metrics.summarize(samples), "style": style,
             "style_distance": round(metrics.style_distance(style, author), 4),
             "chrf": round(metrics.chrf([o["text"] for o in outputs],
-                                       [r["messages"][2]["content"] for r in records]), 2)}, samples
+                                       [reference(r) for r in records]), 2)}, samples
 
 
-def run(cfg, inputs: dict[str, Path], out: Path, tracker=None) -> dict:
+def run(ctx) -> dict:
     """Generate with tuned and base model for every held-out draft; write eval.json."""
     from peft import PeftModel
 
-    from voicetune.cache import Cache
-    from voicetune.modelio import load_model, load_tokenizer
+    from voicetune.models import load_model
 
-    cache = Cache(cfg.cache_dir)
-    tok = load_tokenizer(cfg.model, cache)
-    ends = end_tokens(cfg, tok)
+    cfg, inputs, out, tracker = ctx.cfg, ctx.inputs, ctx.out, ctx.tracker
+    tok = ctx.tokenizer()
+    ends = end_tokens(cfg.model, tok)
     end_ids = [tok.convert_tokens_to_ids(t) for t in ends]
-    model = PeftModel.from_pretrained(load_model(cfg.model, cache), str(inputs["train"] / "adapter"))
+    model = PeftModel.from_pretrained(load_model(cfg.model, ctx.cache), str(inputs["train"] / "adapter"))
     heldout = read_jsonl(inputs["heldout"] / "heldout.jsonl")
     valid = read_jsonl(inputs["dataset"] / "valid.jsonl")
-    valid = one_style_per_passage(valid, cfg.data.seed)[: cfg.train.eval_records or None]
-    refs = [r["messages"][2]["content"] for r in heldout]
-    caps = [token_cap(len(tok(t, add_special_tokens=False)["input_ids"])) for t in refs]
-    author = metrics.style_signals([r["messages"][2]["content"] for r in read_jsonl(inputs["dataset"] / "train.jsonl")])
+    valid = one_style_per_passage(valid, cfg.data.seed)[: cfg.eval.loss_records or None]
+    refs = [reference(r) for r in heldout]
+    author = metrics.style_signals([reference(r) for r in read_jsonl(inputs["dataset"] / "train.jsonl")])
     report = {"models": {}, "author": author, "samples": [dict(id=r["id"], shape=r["shape"], section=r["section"],
-              rough=r["messages"][1]["content"], reference=ref, outputs={}) for r, ref in zip(heldout, refs)]}
+              rough=user_turn(r), reference=ref, outputs={}) for r, ref in zip(heldout, refs)]}
     for name in ("tuned", "base"):
         with _adapter(model, enabled=name == "tuned"):
             losses = _losses(cfg, model, tok, ends, valid, heldout)
-            outs = generate(model, tok, [r["messages"] for r in heldout], caps, end_ids)
+            outs = generate(model, tok, [r["messages"] for r in heldout], caps(tok, refs, cfg.eval), end_ids)
         report["models"][name], samples = model_report(outs, heldout, author, losses)
         for row, out_, sample in zip(report["samples"], outs, samples):
             row["outputs"][name] = {"text": out_["text"], "ended": out_["ended"], **sample}
     (out / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     summary = _summary(report)
-    if tracker:
+    if tracker is not None:
         _log(tracker, report, summary)
     _print(report)
     return summary
@@ -114,8 +112,8 @@ def _adapter(model, enabled: bool):
 
 def _losses(cfg, model, tok, ends, valid: list[dict], heldout: list[dict]) -> dict:
     seq = cfg.train.seq_len
-    valid_ex, _, _ = encode_split(valid, tok, ends, seq)
-    held_ex, _, _ = encode_split(heldout, tok, ends, seq)
+    valid_ex, _, _ = encode_records(valid, tok, ends, seq)
+    held_ex, _, _ = encode_records(heldout, tok, ends, seq)
     return {"eval_loss": mean_loss(model, valid_ex, seq, tok.pad_token_id, cfg.train.batch_size),
             "heldout_loss": mean_loss(model, held_ex, seq, tok.pad_token_id, cfg.train.batch_size)}
 

@@ -1,7 +1,7 @@
 """The `unsloth` backend: CUDA 4-bit QLoRA through Unsloth's FastLanguageModel.
 
 Only the model is Unsloth's: tokenizer, chat template, loss masking, sampling, eval, probes
-and W&B are the shared trainer's (`hf.make_trainer`). The CUDA stack is pinned in ONE place,
+and W&B are the shared trainer's (`voicetune.stages.train.trainer.make_trainer`). The CUDA stack is pinned in ONE place,
 pyproject's `cuda` extra (`unsloth[cu128-torch270]==2025.7.8`, Modal's Unsloth example);
 `cuda_requirements()` reads it from there for the Modal image.
 """
@@ -43,16 +43,16 @@ def peft_kwargs(cfg) -> dict:
             "random_state": cfg.train.seed}
 
 
-def load(cfg, cache):
+def load(cfg, cache, tokenizer):
     """The 4-bit base model wrapped in the `lora` group's adapter by Unsloth."""
     from unsloth import FastLanguageModel
 
-    from voicetune.modelio import load_tokenizer, model_source
+    from voicetune.models import model_source
 
     # Unsloth loads a tokenizer too; pointing it at the project's tokenizer folder keeps a GGUF
     # model loadable (its converted weights folder holds no tokenizer). Its copy is not used:
     # the trainer encodes with the project's tokenizer and chat template.
-    tokenizer_name = load_tokenizer(cfg.model, cache).name_or_path
+    tokenizer_name = tokenizer.name_or_path
     model, _ = FastLanguageModel.from_pretrained(**load_kwargs(cfg, model_source(cfg.model, cache), tokenizer_name))
     return FastLanguageModel.get_peft_model(model, **peft_kwargs(cfg))
 
@@ -62,7 +62,7 @@ def save_merged(model, tokenizer, folder: Path) -> None:
     model.save_pretrained_merged(str(folder), tokenizer, save_method="merged_16bit")
 
 
-def merged_from_adapter(cfg, adapter: Path, folder: Path) -> None:
+def merge(cfg, cache, adapter: Path, folder: Path) -> None:
     """Load base + adapter the way training did (4-bit) and save the merged 16-bit model."""
     from unsloth import FastLanguageModel
 

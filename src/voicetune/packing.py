@@ -1,8 +1,6 @@
-"""Training data: label masking, weighted epoch sampling, packed rows, and the collator.
+"""Rows of training examples: weighted epoch sampling, packed rows, length-grouped rows, the collator.
 
-Loss is taken on the assistant's tokens up to and including its end-of-turn token: the seed's
-model learned to stop early, and SmolLM2's pad token *is* `<|im_end|>`, so a padding mask
-built from the pad id would silently drop the one token that teaches the model to stop.
+Examples come from `voicetune.chat.encode` (labels on the reply and its end token).
 """
 
 from __future__ import annotations
@@ -10,28 +8,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-IGNORE = -100
-
-
-def encode(messages: list[dict], tokenizer, end_tokens: list[str]) -> dict:
-    """input_ids + labels: -100 on the prompt, trained on the reply through its end token."""
-    prompt_ids = _ids(tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True))
-    full_ids = _ids(tokenizer.apply_chat_template(messages, tokenize=True))
-    if full_ids[: len(prompt_ids)] != prompt_ids:
-        raise ValueError("chat template renders the prompt differently inside the full conversation")
-    end_ids = {tokenizer.convert_tokens_to_ids(t) for t in end_tokens}
-    # The reply ends at its first end token after the prompt; tokens after it (the template's
-    # trailing newline) are not part of what the model should learn to emit.
-    stop = next((i for i in range(len(prompt_ids), len(full_ids)) if full_ids[i] in end_ids), None)
-    if stop is None:
-        raise ValueError(f"no end token {end_tokens} after the assistant reply")
-    labels = [IGNORE] * len(prompt_ids) + full_ids[len(prompt_ids): stop + 1]
-    return {"input_ids": full_ids[: stop + 1], "labels": labels}
-
-
-def _ids(rendered) -> list[int]:
-    """apply_chat_template returns a list or a BatchEncoding depending on the version."""
-    return list(rendered["input_ids"] if hasattr(rendered, "keys") else rendered)
+from voicetune.chat import IGNORE
 
 
 def weighted_schedule(weights: list[float], epochs: float, seed: int) -> list[int]:

@@ -14,7 +14,9 @@ import re
 import statistics
 from pathlib import Path
 
+from voicetune.chat import caps
 from voicetune.errors import UserError
+from voicetune.records import prompt, read_jsonl, reference
 
 # Text a chat UI shows when a model runs past its end token or the runtime ignores it.
 TEMPLATE_MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|start_header_id|>",
@@ -22,33 +24,28 @@ TEMPLATE_MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>",
 ROLE_HEADER = re.compile(r"(^|\n)(system|user|assistant)\n")  # a header whose tokens were hidden
 
 
-def check(cfg, inputs: dict[str, Path], adapter: Path, artifacts: dict[str, Path], out: Path) -> dict:
+def check(cfg, tok, inputs: dict[str, Path], adapter: Path, artifacts: dict[str, Path], out: Path, cache) -> dict:
     """Run every runtime that works here; write parity.json and parity.md into `out`."""
     from rich.console import Console
 
-    from voicetune.cache import Cache
-    from voicetune.dataset import read_jsonl
-    from voicetune.export import runtimes
-    from voicetune.generate import probe_panel, token_cap
-    from voicetune.modelio import load_tokenizer
+    from voicetune.stages.export import runtimes
 
-    tok = load_tokenizer(cfg.model, Cache(cfg.cache_dir))
-    panel = by_shape(probe_panel(read_jsonl(inputs["heldout"] / "heldout.jsonl"), cfg.data.seed))
+    panel = by_shape(read_jsonl(inputs["probes"] / "probes.jsonl"))
     if not panel:
-        raise UserError("export: the held-out set has no drafts to render")
+        raise UserError("export: the probe panel has no drafts to render")
     panel = panel[: max(1, cfg.export.parity_probes)]
-    convs = [r["messages"][:2] for r in panel]
-    refs = [r["messages"][2]["content"] for r in panel]
-    caps = [token_cap(len(tok(ref, add_special_tokens=False)["input_ids"])) for ref in refs]
+    convs = [prompt(r) for r in panel]
+    refs = [reference(r) for r in panel]
+    limits = caps(tok, refs, cfg.eval)
     expected = training_renderings(tok, panel[0]["messages"])
     markers = leak_markers(tok, cfg.model.end_tokens)
     rows, console = [], Console(stderr=True)
-    for runtime in runtimes.available(cfg, adapter, artifacts):
+    for runtime in runtimes.available(cfg, adapter, artifacts, cache):
         console.print(f"parity: {runtime.name}")
         row = {"artifact": runtime.artifact, "runtime": runtime.name}
         row.update(compare_renderings(runtime, panel[0]["messages"], expected))
         if runtime.generates and cfg.export.parity_probes:
-            replies = runtime.generate(convs, caps)
+            replies = runtime.generate(convs, limits)
             row.update(summarize(replies, refs, markers))
             row["replies"] = [{"probe": p["probe_id"], **r} for p, r in zip(panel, replies)]
         runtime.close()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from voicetune.generate import generate, token_cap
+from voicetune.greedy import generate
+from voicetune.records import reference, user_turn
+from voicetune.tracking import GENERATION_COLUMNS
 
 HISTORY_FILE = "voicetune_history.json"
-GENERATION_COLUMNS = ["probe_id", "shape", "prompt", "output", "reference", "output_words",
-                      "reference_words", "length_ratio", "ended"]
 
 
 class HistoryCallback(TrainerCallback):
@@ -74,15 +74,15 @@ class HistoryCallback(TrainerCallback):
 class ProbeCallback(TrainerCallback):
     """Greedy generations for the fixed probe panel after every evaluation."""
 
-    def __init__(self, tokenizer, probes: list[dict], end_tokens: list[str], history: HistoryCallback, tracker=None):
-        self.tokenizer, self.probes, self.history, self.tracker = tokenizer, probes, history, tracker
+    def __init__(self, tokenizer, probes: list[dict], caps: list[int], end_tokens: list[str],
+                 history: HistoryCallback, tracker=None):
+        self.tokenizer, self.probes, self.caps, self.history, self.tracker = tokenizer, probes, caps, history, tracker
         self.end_ids = [tokenizer.convert_tokens_to_ids(t) for t in end_tokens]
 
     def on_evaluate(self, args, state, control, model=None, **kwargs):
-        refs = [p["messages"][2]["content"] for p in self.probes]
-        caps = [token_cap(len(self.tokenizer(r, add_special_tokens=False)["input_ids"])) for r in refs]
+        refs = [reference(p) for p in self.probes]
         model.config.use_cache = True
-        outs = generate(model, self.tokenizer, [p["messages"] for p in self.probes], caps, self.end_ids)
+        outs = generate(model, self.tokenizer, [p["messages"] for p in self.probes], self.caps, self.end_ids)
         model.config.use_cache = False
         rows = [self._row(state.global_step, p, ref, o) for p, ref, o in zip(self.probes, refs, outs)]
         self.history.data["generations"] += rows
@@ -94,6 +94,6 @@ class ProbeCallback(TrainerCallback):
     def _row(step: int, probe: dict, reference: str, out: dict) -> dict:
         ref_words, out_words = len(reference.split()), len(out["text"].split())
         return {"step": step, "probe_id": probe["probe_id"], "shape": probe["shape"],
-                "prompt": probe["messages"][1]["content"], "output": out["text"], "reference": reference,
+                "prompt": user_turn(probe), "output": out["text"], "reference": reference,
                 "output_words": out_words, "reference_words": ref_words,
                 "length_ratio": round(out_words / max(ref_words, 1), 3), "ended": out["ended"]}

@@ -8,44 +8,42 @@ split, so valid loss measures the voice on unseen papers rather than memorised p
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
+from voicetune.chat import chat_token_counter
 from voicetune.errors import UserError
-
-CountTokens = Callable[[list[dict[str, str]]], int]
-
-PAIR_FIELDS = ("id", "unit_id", "paper", "section", "shape", "style", "rough", "original")
+from voicetune.records import PAIR_FIELDS, chat_record, section_weight, read_json, read_jsonl, read_split, write_jsonl
 # Word 3-gram shingles: long enough that two different paragraphs on one topic share few,
 # short enough that a one-word edit in a 100-word paragraph changes only ~3 of ~98 shingles.
 SHINGLE = 3
 NEAR_DUP_JACCARD = 0.9
 
 
-def run(cfg, inputs: dict[str, Path], out: Path, count_tokens: CountTokens | None = None) -> dict:
-    """Build the dataset from `inputs["pairs"]` into `out`; return the summary dict."""
-    from voicetune import card, viewer
+def run(ctx) -> dict:
+    """Build the dataset from the pairs and the paper split into `ctx.out`; return the summary."""
+    from voicetune import dataset_card, viewer
 
-    pairs_dir = Path(inputs["pairs"])
+    cfg, out, pairs_dir = ctx.cfg, ctx.out, ctx.inputs["pairs"]
     pairs = read_jsonl(pairs_dir / "pairs.jsonl", required=PAIR_FIELDS)
     rejected = read_jsonl(pairs_dir / "rejected.jsonl", missing_ok=True)
-    stats = read_stats(pairs_dir / "stats.json")
+    stats = read_json(pairs_dir / "stats.json", missing_ok=True)
     kept, removed = dedup(pairs)
-    valid_papers = split_papers(kept, cfg.data.valid_fraction, cfg.data.seed)
-    count = count_tokens or model_token_counter(cfg)
-    records = [to_record(p, cfg, count) for p in kept]
+    valid_papers = read_split(ctx.inputs["split"])["valid"]
+    count = chat_token_counter(ctx.tokenizer())
+    weights = dict(cfg.data.section_weights)
+    records = [chat_record(p, cfg.corpus.persona, cfg.data.instruction, section_weight(p["section"], weights), count)
+               for p in kept]
     splits = {
         "train": [r for r in records if r["paper"] not in valid_papers],
         "valid": [r for r in records if r["paper"] in valid_papers],
     }
-    out.mkdir(parents=True, exist_ok=True)
+    _require_both(splits, valid_papers)
     write_splits(splits, out)
-    info = card.write(out, splits, removed, rejected, stats,
-                      styles=[s.name for s in cfg.data.rough_styles])
+    info = dataset_card.write(out, splits, removed, rejected, stats,
+                              styles=[s.name for s in cfg.data.rough_styles])
     viewer.write(out / "viewer", viewer_data(kept, valid_papers, records, rejected, info))
     summary = {
         "train": len(splits["train"]), "valid": len(splits["valid"]),
@@ -56,38 +54,13 @@ def run(cfg, inputs: dict[str, Path], out: Path, count_tokens: CountTokens | Non
     return summary
 
 
-# ---------------------------------------------------------------- reading
-
-
-def read_jsonl(path: Path, required: Iterable[str] = (), missing_ok: bool = False) -> list[dict]:
-    """Rows of a JSONL file; a bad line or a missing field is a one-line UserError."""
-    if not path.exists():
-        if missing_ok:
-            return []
-        raise UserError(f"{path}: not found (an earlier stage writes it)")
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        absent = [k for k in required if k not in row]
-        if absent:
-            raise UserError(f"{path}:{lineno}: missing field(s) {', '.join(absent)}")
-        rows.append(row)
-    return rows
-
-
-def read_stats(path: Path) -> dict:
-    """Generation stats (cost, tokens); a hand-made pairs folder may lack them."""
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc.msg})") from None
+def _require_both(splits: dict[str, list[dict]], valid_papers: set[str]) -> None:
+    """Both sides need records: the split is fixed by the papers, so say which side is empty."""
+    for name, rows in splits.items():
+        if not rows:
+            papers = ", ".join(sorted(valid_papers)) if name == "valid" else "every other paper"
+            raise UserError(f"dataset: no {name} pairs left after the gates and dedup ({name} papers: {papers}); "
+                            "see the pairs stage's rejected.jsonl, or change data.valid_fraction / data.seed")
 
 
 # ---------------------------------------------------------------- dedup
@@ -157,64 +130,6 @@ def _judge_unit(pair: dict, exact: dict, by_shape: dict) -> dict | None:
     return None
 
 
-# ---------------------------------------------------------------- split
-
-
-def split_papers(pairs: list[dict], valid_fraction: float, seed: int) -> set[str]:
-    """The valid papers of these pairs (see valid_papers)."""
-    papers = sorted({p["paper"] for p in pairs})
-    if len(papers) < 2:
-        raise UserError(
-            f"dataset: {len(papers)} paper(s) after dedup; a paper-level train/valid split "
-            "needs at least 2 papers"
-        )
-    return valid_papers(papers, valid_fraction, seed)
-
-
-def valid_papers(papers: list[str], valid_fraction: float, seed: int) -> set[str]:
-    """The papers with the smallest seeded hash: the same split for every data option.
-
-    It depends only on the paper ids, so `data=sentence` and `data=shape_mix` hold out the
-    same papers and their evaluations compare like with like.
-    """
-    # At least one paper on each side: 7 papers x 0.1 -> 1 valid, 6 train.
-    n_valid = min(max(1, round(valid_fraction * len(papers))), len(papers) - 1)
-    ranked = sorted(papers, key=lambda pid: hashlib.sha256(f"{seed}:{pid}".encode()).hexdigest())
-    return set(ranked[:n_valid])
-
-
-# ---------------------------------------------------------------- records
-
-
-def section_weight(section: str, weights: dict[str, float]) -> float:
-    """The sampling weight of a section; unlisted sections get the 'unknown' weight."""
-    # An empty map means uniform sampling.
-    return float(weights.get(section, weights.get("unknown", 1.0)))
-
-
-def to_record(pair: dict, cfg, count_tokens: CountTokens) -> dict:
-    """One ChatML training record for a pair."""
-    messages = [
-        {"role": "system", "content": cfg.corpus.persona},
-        {"role": "user", "content": cfg.data.instruction + "\n\n" + pair["rough"]},
-        {"role": "assistant", "content": pair["original"]},
-    ]
-    return {
-        "messages": messages, "id": pair["id"], "paper": pair["paper"],
-        "section": pair["section"], "shape": pair["shape"], "style": pair["style"],
-        "weight": section_weight(pair["section"], dict(cfg.data.section_weights)),
-        "tokens": count_tokens(messages),
-    }
-
-
-def model_token_counter(cfg) -> CountTokens:
-    """Token count of a whole record rendered with the model's chat template."""
-    from voicetune.cache import Cache
-    from voicetune.modelio import chat_token_counter, load_tokenizer
-
-    return chat_token_counter(load_tokenizer(cfg.model, Cache(cfg.cache_dir)))
-
-
 # ---------------------------------------------------------------- writing
 
 
@@ -223,9 +138,7 @@ def write_splits(splits: dict[str, list[dict]], out: Path) -> None:
     from datasets import Dataset, DatasetDict
 
     for name, rows in splits.items():
-        with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_jsonl(out / f"{name}.jsonl", rows)
     DatasetDict({name: Dataset.from_list(rows) for name, rows in splits.items()}).save_to_disk(
         str(out / "hf")
     )

@@ -1,45 +1,6 @@
-"""Greedy generation for probes and evaluation, and the fixed probe panel.
-
-The cap is ~1.5x the reference's tokens: long enough that a model which writes at the right
-length always finishes, short enough that a runaway (no end-of-turn token) is cheap to spot.
-"""
+"""Greedy generation with a transformers model, for probes, evaluation and parity."""
 
 from __future__ import annotations
-
-import math
-import random
-
-# Probe panel: 2 paragraphs, 1 section, 1 abstract (filled from other shapes when the valid
-# papers lack one). Four greedy generations cost ~1 min per eval on 2 CPU cores.
-PANEL = {"paragraph": 2, "section": 1, "abstract": 1}
-PANEL_SIZE = 4
-
-
-def one_style_per_passage(records: list[dict], seed: int) -> list[dict]:
-    """One record per original passage (seeded pick of its rough style), in seeded order."""
-    by_passage: dict[str, list[dict]] = {}
-    for rec in sorted(records, key=lambda r: r["id"]):
-        by_passage.setdefault(rec["messages"][2]["content"], []).append(rec)
-    rng = random.Random(seed)
-    pool = [rng.choice(group) for group in by_passage.values()]
-    rng.shuffle(pool)
-    return pool
-
-
-def probe_panel(valid: list[dict], seed: int) -> list[dict]:
-    """The same probes for every run that shares a dataset: seeded picks from the valid split."""
-    pool = one_style_per_passage(valid, seed)
-    chosen = []
-    for shape, n in PANEL.items():
-        chosen += [r for r in pool if r["shape"] == shape][:n]
-    rest = [r for r in pool if r not in chosen]
-    chosen += rest[: max(0, PANEL_SIZE - len(chosen))]
-    return [{"probe_id": f"p{i}-{r['shape']}", **r} for i, r in enumerate(chosen)]
-
-
-def token_cap(reference_tokens: int) -> int:
-    """max_new_tokens for a reference of this length (1.5x, plus room for the end token)."""
-    return math.ceil(1.5 * reference_tokens) + 8
 
 
 def generate(model, tokenizer, conversations: list[list[dict]], caps: list[int], end_ids: list[int],
@@ -58,7 +19,8 @@ def _generate_batch(model, tokenizer, convs, caps, end_ids) -> list[dict]:
     prompts = [c[:-1] if c[-1]["role"] == "assistant" else c for c in convs]
     texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
     tokenizer.padding_side = "left"  # decoder-only batches must end where generation starts
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    # Inputs follow the model: on CUDA or MPS a CPU tensor would fail inside the first layer.
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     was_training = model.training
     model.eval()
     with torch.no_grad():

@@ -1,0 +1,43 @@
+"""Stage `units`: extracted papers -> units of the configured shapes (`data.shapes`).
+
+The seed's lesson: a model trained only on sentences writes one sentence and stops, so the
+shape mix decides how long the tuned model writes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from voicetune.chat import chat_token_counter, text_token_counter
+from voicetune.errors import UserError
+from voicetune.records import read_jsonl, write_jsonl
+from voicetune.shapes import build_units, targets
+
+
+def run(ctx) -> dict:
+    """papers.jsonl -> units.jsonl + dropped.jsonl."""
+    cfg, tok = ctx.cfg, ctx.tokenizer()
+    papers = read_jsonl(ctx.inputs["extract"] / "papers.jsonl")
+    wants = targets(cfg.data.shapes, cfg.data.max_units)
+    units, dropped, report = build_units(cfg, papers, chat_token_counter(tok), text_token_counter(tok), wants)
+    if not units:
+        raise UserError(f"data={cfg.data.name}: no unit of shapes {list(cfg.data.shapes)} fits the limits "
+                        f"(data.limits, token budget {cfg.data.max_tokens or cfg.train.seq_len})")
+    write_jsonl(ctx.out / "units.jsonl", units)
+    write_jsonl(ctx.out / "dropped.jsonl", dropped)
+    _print_report(report, Counter(d["reason"].split(":")[0] for d in dropped))
+    return {"units": len(units), "dropped": len(dropped), "shapes": report}
+
+
+def _print_report(report: dict, drops: Counter) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="units per shape")
+    for col in ("shape", "wanted", "available", "chosen"):
+        table.add_column(col)
+    for shape, row in report.items():
+        table.add_row(shape, *(str(row[k]) for k in ("wanted", "available", "chosen")))
+    Console().print(table)
+    if drops:
+        Console().print("dropped: " + ", ".join(f"{n} {reason}" for reason, n in drops.most_common()))
