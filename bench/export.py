@@ -33,10 +33,11 @@ BASELINE = "transformers fp32 (merged)"
 
 def fresh_adapter(cfg, folder: Path) -> Path:
     """An untrained LoRA adapter (B = 0) on the base: export cost and speed are the same as a trained one."""
+    from voicetune.backends.hf import lora_model
     from voicetune.cache import Cache
-    from voicetune.chat import load_model, load_tokenizer
-    from voicetune.train import save_adapter
-    from voicetune.stages.train.trainer import lora_model
+    from voicetune.chat import load_tokenizer
+    from voicetune.models import load_model
+    from voicetune.stages.train import save_adapter
 
     cache = Cache(cfg.cache_dir)
     save_adapter(cfg, lora_model(load_model(cfg.model, cache), cfg.lora), load_tokenizer(cfg.model, cache), folder)
@@ -45,15 +46,16 @@ def fresh_adapter(cfg, folder: Path) -> Path:
 
 def timed_exports(cfg, adapter: Path, root: Path) -> tuple[dict[str, Path], list[dict]]:
     """Build each artifact the way the export stage does; time and size it."""
+    from voicetune.cache import Cache
     from voicetune.stages.export.gguf import convert, converter, quantize
     from voicetune.stages.export.merged import build_merged
     from voicetune.stages.export.mlx import build_mlx
-    from voicetune.cache import Cache
 
     paths = {"merged": root / "merged", "q8_0": root / "m-q8_0.gguf", "f16": root / "m-f16.gguf",
              "Q4_K_M": root / "m-Q4_K_M.gguf", "mlx_q4": root / "mlx"}
     script = converter(Cache(cfg.cache_dir).models("tools"))  # fetched once, not timed
-    steps = [("merged fp16", "merged", lambda: build_merged(cfg, adapter, _mkdir(paths["merged"]))),
+    cache = Cache(cfg.cache_dir)
+    steps = [("merged fp16", "merged", lambda: build_merged(cfg, adapter, _mkdir(paths["merged"]), cache)),
              ("GGUF q8_0", "q8_0", lambda: convert(script, paths["merged"], paths["q8_0"], "q8_0", "bench")),
              ("GGUF Q4_K_M (f16 + quantize)", "Q4_K_M", lambda: (convert(script, paths["merged"], paths["f16"], "f16", "bench"),
                                                                quantize(paths["f16"], paths["Q4_K_M"], "Q4_K_M"))),
@@ -78,7 +80,7 @@ def _size(path: Path) -> int:
 def drafts(cfg, n: int) -> list[list[dict]]:
     """The held-out paragraphs the pipeline's heldout stage writes for the demo corpus."""
     from voicetune import pipeline
-    from voicetune.stages.dataset import read_jsonl
+    from voicetune.records import read_jsonl
 
     cfg.stages = ["heldout"]
     with tempfile.TemporaryDirectory() as run_dir:
@@ -133,7 +135,10 @@ def main() -> None:
     args = p.parse_args()
     if args.quick:
         args.drafts, args.max_tokens = 1, 32
-    cfg = make_cfg(["tracking=disabled", "eval.samples_per_shape=4"], args.cache)
+    from voicetune.pipeline import resolve_choices
+
+    # export.mlx.dtype=auto and the merge backend resolved as a run resolves them.
+    cfg = resolve_choices(make_cfg(["tracking=disabled", "eval.samples_per_shape=4"], args.cache), ["export"])[0]
     with tempfile.TemporaryDirectory() as tmp:
         paths, exports = timed_exports(cfg, fresh_adapter(cfg, Path(tmp)), Path(tmp) / "artifacts")
         runs = speeds(cfg, paths, drafts(cfg, args.drafts), args.max_tokens)

@@ -6,7 +6,7 @@ alpha32 on q/k/v/o, gradient checkpointing, seq_len 4096, batches of 4. Data lik
 of each a prompt without loss). Configurations:
 
     padded           plain transformers Trainer + peft, random batches of 4 padded to the longest
-    grouped-sdpa     voicetune's trainer (hf.make_trainer), one example per row, length-grouped
+    grouped-sdpa     voicetune's trainer (voicetune.stages.train.trainer.make_trainer), one example per row, length-grouped
     packed-sdpa      voicetune's trainer, best-fit packed rows, restarting position_ids (the hf backend)
     packed-flex      the same rows with attn_implementation="flex_attention"
     unsloth-grouped  4-bit QLoRA via Unsloth, length-grouped rows (what the unsloth backend trains)
@@ -41,7 +41,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from voicetune.packing import IGNORE  # noqa: E402
+from voicetune.chat import IGNORE  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "gpu_train.md"
 CONFIGS = ("padded", "grouped-sdpa", "packed-sdpa", "packed-flex", "unsloth-grouped", "unsloth-packed")
@@ -96,11 +96,15 @@ def examples(shape: Shape, seed: int = 0) -> list[dict]:
 
 def train_cfg(shape: Shape, steps: int):
     """The attributes make_trainer reads: the seed's optimizer recipe, no eval, no checkpoints, no W&B."""
+    import torch
+
+    # What the pipeline resolves train.precision=auto to: bf16 on a CUDA card that has it.
+    precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
     t = SimpleNamespace(epochs=1.0, seed=0, seq_len=shape.seq_len, batch_size=shape.batch, grad_accum=1, lr=2e-4,
                         scheduler="cosine", warmup_ratio=0.03, max_steps=WARMUP_STEPS + steps,
-                        eval_steps=10**6, save_steps=10**6)
+                        eval_steps=10**6, save_steps=10**6, precision=precision)
     lora = SimpleNamespace(r=16, alpha=32, dropout=0.05, targets=shape.targets)
-    return SimpleNamespace(train=t, lora=lora, tracking=SimpleNamespace(mode="disabled"))
+    return SimpleNamespace(train=t, lora=lora)
 
 
 def base_model(shape: Shape, attn: str):
@@ -120,7 +124,7 @@ def base_model(shape: Shape, attn: str):
 
 def hf_model(shape: Shape, cfg, attn: str):
     """The hf backend's model: bf16 base + the project's lora_model."""
-    from voicetune.stages.train.trainer import lora_model
+    from voicetune.backends.hf import lora_model
 
     return lora_model(base_model(shape, attn), cfg.lora)
 
@@ -208,7 +212,7 @@ def padded_trainer(cfg, model, data: list[dict], work: Path, clock):
 
     order = list(range(len(data)))
     random.Random(cfg.train.seed).shuffle(order)
-    args = training_args(cfg, work, len(order) // cfg.train.batch_size)
+    args = training_args(cfg, work, len(order) // cfg.train.batch_size, wandb=False)
     args.eval_strategy = IntervalStrategy.NO
     return CountingTrainer(model=model, args=args, train_dataset=order, data_collator=collate, callbacks=[clock])
 

@@ -31,7 +31,8 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from conftest import make_cfg  # noqa: E402
 
 from voicetune.cache import Cache  # noqa: E402
-from voicetune.train import encode_split, end_tokens, read_jsonl  # noqa: E402
+from voicetune.chat import encode_records, end_tokens  # noqa: E402
+from voicetune.records import read_jsonl  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "train.md"
 OURS, TRL = "voicetune packed", "TRL SFTTrainer defaults"
@@ -52,17 +53,20 @@ def dataset_dir(cache_dir: Path) -> Path:
 def train_cfg(args: argparse.Namespace):
     """The project's config with the bench's train settings (no eval, no checkpoints inside the run)."""
     steps = WARMUP_STEPS + args.steps
-    return make_cfg(["tracking=disabled", f"train.batch_size={args.batch}", "train.grad_accum=1",
-                     f"train.seq_len={args.seq_len}", f"train.max_steps={steps}",
-                     "train.eval_steps=100000", "train.save_steps=100000"], args.cache)
+    from voicetune.pipeline import resolve_choices
+
+    cfg = make_cfg(["tracking=disabled", f"train.batch_size={args.batch}", "train.grad_accum=1",
+                    f"train.seq_len={args.seq_len}", f"train.max_steps={steps}",
+                    "train.eval_steps=100000", "train.save_steps=100000"], args.cache)
+    return resolve_choices(cfg, ["train"])[0]  # train.backend and train.precision as a run resolves them
 
 
 def fresh_model(cfg):
     """SmolLM2-135M fp32 with the `lora` group's adapter, seeded so every run starts equal."""
     from transformers import set_seed
 
-    from voicetune.chat import load_model
-    from voicetune.stages.train.trainer import lora_model
+    from voicetune.models import load_model
+    from voicetune.backends.hf import lora_model
 
     set_seed(cfg.train.seed)
     model = lora_model(load_model(cfg.model, Cache(cfg.cache_dir)), cfg.lora)
@@ -90,9 +94,9 @@ def ours(cfg, tok, data: Path, work: Path, clock):
     """make_trainer exactly as the train stage builds it, on the same weighted, packed rows."""
     from voicetune.stages.train.trainer import make_trainer
 
-    ends = end_tokens(cfg, tok)
-    train_ex, recs, _ = encode_split(read_jsonl(data / "train.jsonl"), tok, ends, cfg.train.seq_len)
-    valid_ex, _, _ = encode_split(read_jsonl(data / "valid.jsonl")[:4], tok, ends, cfg.train.seq_len)
+    ends = end_tokens(cfg.model, tok)
+    train_ex, recs, _ = encode_records(read_jsonl(data / "train.jsonl"), tok, ends, cfg.train.seq_len)
+    valid_ex, _, _ = encode_records(read_jsonl(data / "valid.jsonl")[:4], tok, ends, cfg.train.seq_len)
     trainer = make_trainer(cfg, fresh_model(cfg), tok, train_ex, valid_ex, [r["weight"] for r in recs],
                            work, [clock])
     trainer.args.eval_strategy = "no"  # the stage's end-of-run eval is not training (~26 s a run)
@@ -131,7 +135,7 @@ def baseline(cfg, tok, data: Path, work: Path, clock):
     class CountingSFTTrainer(CountsPaddedTokens, SFTTrainer):
         """SFTTrainer unchanged, except that it counts real (attention_mask=1) and computed tokens."""
 
-    ref = training_args(cfg, work, steps_per_epoch=cfg.train.max_steps)
+    ref = training_args(cfg, work, steps_per_epoch=cfg.train.max_steps, wandb=False)
     args = SFTConfig(
         output_dir=str(work / "trl"), max_length=cfg.train.seq_len, per_device_train_batch_size=cfg.train.batch_size,
         gradient_accumulation_steps=1, max_steps=cfg.train.max_steps, learning_rate=ref.learning_rate,

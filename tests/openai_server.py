@@ -29,7 +29,7 @@ from typing import Any, Optional
 import pytest
 from omegaconf import OmegaConf
 
-from voicetune.config import Config
+from voicetune.config import DEPOLISH_PROMPT, Config
 from voicetune.generators.offline import depolish
 
 TEST_KEY = "sk-test-4f9a1c7e2b8d4e6f9a0b1c2d3e4f5a6b"
@@ -111,11 +111,14 @@ class FakeOpenAI(_Address):
 
 
 def split_prompt(prompt: str) -> tuple[str, str]:
-    """(instruction, text) from a prompt built with PROMPT."""
-    head, tail = PROMPT.split("{instruction}")
-    middle, _ = tail.split("{text}")
-    instruction, _, text = prompt[len(head):].partition(middle)
-    return instruction, text
+    """(instruction, text) from a prompt built with PROMPT or with the project's own default prompt."""
+    for template in (PROMPT, DEPOLISH_PROMPT):
+        head, tail = template.split("{instruction}")
+        middle, _ = tail.split("{text}")
+        if prompt.startswith(head) and middle in prompt:
+            instruction, _, text = prompt[len(head):].partition(middle)
+            return instruction, text
+    return "", prompt
 
 
 class _Server(ThreadingHTTPServer):

@@ -121,6 +121,16 @@ def stage_key(spec: StageSpec, seen: DictConfig, upstream: dict[str, str]) -> st
     })
 
 
+def plan_keys(cfg: DictConfig) -> dict[str, str]:
+    """The cache key every planned stage would have, computed without running anything."""
+    planned = plan([str(s) for s in cfg.stages])
+    cfg, _ = resolve_choices(cfg, planned)
+    keys: dict[str, str] = {}
+    for name in planned:
+        keys[name] = stage_key(STAGES[name], view(cfg, STAGES[name].reads), keys)
+    return keys
+
+
 class UndeclaredRead(RuntimeError):
     """A stage read a config key its declaration does not list: a bug in the stage or its reads."""
 
@@ -239,7 +249,8 @@ class PipelineRun:
         link.symlink_to(target, target_is_directory=True)
 
     def _write_manifest(self) -> None:
-        from voicetune.tracking import redact, safe_config
+        from voicetune.redaction import redact
+        from voicetune.tracking import safe_config
 
         (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(safe_config(self.cfg))))
         # shapes=False: the manifest is made of cache keys (64 hex digits, shaped like a key); what a
@@ -320,12 +331,12 @@ def main(cfg: DictConfig) -> None:
     """Hydra entry: run into Hydra's output dir; a user mistake prints one line and exits 2."""
     from hydra.core.hydra_config import HydraConfig
 
-    from voicetune import tracking
+    from voicetune import redaction
 
     hydra_cfg = HydraConfig.get()
-    tracking.redact_logs()
+    redaction.redact_logs()
     if hydra_cfg.output_subdir is not None:  # Hydra saved its own copies before calling us
-        tracking.redact_files(Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir)
+        redaction.redact_files(Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir)
     try:
         run(cfg, Path(hydra_cfg.runtime.output_dir))
     except UserError as err:

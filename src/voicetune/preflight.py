@@ -49,8 +49,13 @@ def check_secrets(overrides: list[str]) -> None:
 def variants(overrides: list[str]) -> list[list[str]]:
     """Override lists covering every value of every sweep at least once."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as exc:
+        raise UserError(f"{_first_bad(overrides)}: {str(exc).splitlines()[0]} (quote a value holding = ? & "
+                        "or spaces: 'key=\"value\"')") from None
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     sweeps = [(_prefix(o) + o.get_key_element(), list(o.sweep_string_iterator()))
               for o in parsed if o.is_sweep_override()]
@@ -60,6 +65,20 @@ def variants(overrides: list[str]) -> list[list[str]]:
         for val in vals[1:]:
             out.append(fixed + [f"{k}={v[0]}" for j, (k, v) in enumerate(sweeps) if j != i] + [f"{key}={val}"])
     return out
+
+
+def _first_bad(overrides: list[str]) -> str:
+    """The key of the first override Hydra's grammar refuses (never its value: it may be a secret)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for item in overrides:
+        try:
+            parser.parse_overrides([item])
+        except OverrideParseException:
+            return item.partition("=")[0]
+    return "overrides"
 
 
 def _prefix(override) -> str:

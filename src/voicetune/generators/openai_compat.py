@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voicetune.errors import UserError
+from voicetune.redaction import redact_text
 from voicetune.generators.requests import Reply, Request
 
 # Per-item 400s (one over-long unit, one filtered text) are rejections; any other 400 means
@@ -45,7 +46,19 @@ def make_client(gen: Any) -> Any:
     if gen.backend == "local" and not gen.base_url:
         raise UserError("generator.base_url=None: backend local needs the server URL "
                         "(e.g. http://127.0.0.1:8080/v1)")
-    return AsyncOpenAI(base_url=gen.base_url, **common)
+    base, query = split_query(gen.base_url)
+    return AsyncOpenAI(base_url=base, default_query=query or None, **common)
+
+
+def split_query(url: str | None) -> tuple[str | None, dict[str, str]]:
+    """`http://host/v1?api-key=K` -> ("http://host/v1", {"api-key": "K"}): a gateway that wants a
+    query parameter gets it on every request (the client would append paths after the query)."""
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    if not url or "?" not in url:
+        return url, {}
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(query="")), dict(parse_qsl(parts.query))
 
 
 @dataclass
@@ -67,7 +80,7 @@ class OpenAICompatGenerator:
         limit = "max_completion_tokens" if gen.backend == "openai" else "max_tokens"
         params = {"temperature": gen.temperature, limit: gen.max_output_tokens, "seed": gen.seed}
         return cls(client=make_client(gen), backend=gen.backend, model=gen.model,
-                   where=gen.base_url or "api.openai.com", api_key_env=gen.api_key_env,
+                   where=redact_text(gen.base_url or "api.openai.com"), api_key_env=gen.api_key_env,
                    params=params)
 
     async def complete(self, request: Request) -> Reply:
