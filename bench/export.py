@@ -54,8 +54,11 @@ def timed_exports(cfg, adapter: Path, root: Path) -> tuple[dict[str, Path], list
     paths = {"merged": root / "merged", "q8_0": root / "m-q8_0.gguf", "f16": root / "m-f16.gguf",
              "Q4_K_M": root / "m-Q4_K_M.gguf", "mlx_q4": root / "mlx"}
     script = converter(Cache(cfg.cache_dir).models("tools"))  # fetched once, not timed
+    from voicetune.chat import load_tokenizer
+
     cache = Cache(cfg.cache_dir)
-    steps = [("merged fp16", "merged", lambda: build_merged(cfg, adapter, _mkdir(paths["merged"]), cache)),
+    tok = load_tokenizer(cfg.model, cache)
+    steps = [("merged fp16", "merged", lambda: build_merged(cfg, adapter, _mkdir(paths["merged"]), cache, tok)),
              ("GGUF q8_0", "q8_0", lambda: convert(script, paths["merged"], paths["q8_0"], "q8_0", "bench")),
              ("GGUF Q4_K_M (f16 + quantize)", "Q4_K_M", lambda: (convert(script, paths["merged"], paths["f16"], "f16", "bench"),
                                                                quantize(paths["f16"], paths["Q4_K_M"], "Q4_K_M"))),
@@ -80,14 +83,14 @@ def _size(path: Path) -> int:
 def drafts(cfg, n: int) -> list[list[dict]]:
     """The held-out paragraphs the pipeline's heldout stage writes for the demo corpus."""
     from voicetune import pipeline
-    from voicetune.records import read_jsonl
+    from voicetune.records import prompt, read_jsonl
 
     cfg.stages = ["heldout"]
     with tempfile.TemporaryDirectory() as run_dir:
         manifest = pipeline.run(cfg, Path(run_dir))
     heldout = Path(next(s["output"] for s in manifest["stages"] if s["name"] == "heldout"))
     records = [r for r in read_jsonl(heldout / "heldout.jsonl") if r["shape"] == "paragraph"][:n]
-    return [r["messages"][:2] for r in records]
+    return [prompt(r) for r in records]
 
 
 def speeds(cfg, paths: dict[str, Path], convs: list[list[dict]], max_tokens: int) -> list[dict]:

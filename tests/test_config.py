@@ -65,6 +65,9 @@ def test_key_in_config_file_is_refused_without_echoing_it(cfg_factory):
     (["-m", "train.epochs=1,x"], "train.epochs: Value 'x' of type 'str' could not be converted to Float"),
     (["generator=openai", "generator.api_key_env=sk-abcdef1234567890abcdef12"], "generator.api_key_env: looks like a secret"),
     (["+generator.api_key=sk-abcdef1234567890abcdef12"], "+generator.api_key: looks like a secret"),
+    (["train.backend=unslot"], "train.backend: Invalid value 'unslot', expected one of [auto, hf, unsloth, mlx]"),
+    (["train.eval_samples=20"], "train.eval_samples: moved to eval.samples_per_shape"),
+    (["generator.base_url=http://h/v1?k=v"], "generator.base_url: mismatched input '='"),
 ])
 def test_cli_mistakes_are_one_line_without_traceback(tmp_path, args, expected):
     proc = run_cli(args, cwd=tmp_path, timeout=120)

@@ -20,9 +20,14 @@ COMMON = {"README.md", "persona.txt", "voicetune.yaml"}
 
 
 def artifacts(run_dir: Path) -> dict[str, Path]:
+    """Each format's folder: built ones from the export's index, the LM Studio install from run.json
+    (a delivery to this machine, recorded in the run, not in the cached export)."""
     index = json.loads((run_dir / "export/artifacts.json").read_text())
-    return {fmt: Path(entry["installed"]) if fmt == "lmstudio" else run_dir / "export" / entry["folder"]
-            for fmt, entry in index.items()}
+    found = {fmt: run_dir / "export" / entry["folder"] for fmt, entry in index.items()}
+    export = next(s for s in json.loads((run_dir / "run.json").read_text())["stages"] if s["name"] == "export")
+    if export["delivered"]:
+        found["lmstudio"] = Path(export["delivered"]["lmstudio"])
+    return found
 
 
 def names(folder: Path) -> set[str]:
@@ -39,7 +44,8 @@ def test_each_artifact_folder_is_self_contained(e2e_run):
     assert {"model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja"} | COMMON <= names(found["mlx_q4"])
     card = (found["gguf"] / "README.md").read_text()
     assert "## Evaluation (held-out papers)" in card and "ollama create e2e-voice" in card
-    assert manifest["stages"][-1]["metrics"]["formats"] == ["merged", "gguf", "mlx_q4", "lmstudio"]
+    export = manifest["stages"][-1]
+    assert export["metrics"]["formats"] == ["merged", "gguf", "mlx_q4"] and export["delivered"]["from"] == "gguf"
 
 
 def test_merged_model_lists_every_end_token_and_loads_in_transformers_4_and_5(e2e_run):
@@ -138,10 +144,10 @@ def test_serve_and_rewrite_work_against_each_other(e2e_run, tmp_path):
 
 
 def held_out_draft(run_dir: Path) -> str:
-    from voicetune.stages.dataset import read_jsonl
+    from voicetune.records import draft, read_jsonl
 
     record = next(r for r in read_jsonl(run_dir / "heldout/heldout.jsonl") if r["shape"] == "paragraph")
-    return record["messages"][1]["content"].split("\n\n", 1)[1]
+    return draft(record)
 
 
 def wait_for(url: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:

@@ -81,7 +81,7 @@ def test_packed_sequences_do_not_attend_to_each_other(tokenizer, tmp_path):
 
     from conftest import make_cfg
     from voicetune.cache import Cache
-    from voicetune.chat import load_model
+    from voicetune.models import load_model
 
     model = load_model(make_cfg([], tmp_path).model, Cache(tmp_path)).eval()
     a = encode(MESSAGES, tokenizer, ["<|im_end|>"])

@@ -30,10 +30,24 @@ def finished(e2e_run):
 
 def test_every_stage_ran(finished):
     run_dir, manifest = finished
-    assert [s["name"] for s in manifest["stages"]] == ["extract", "units", "pairs", "dataset", "heldout",
-                                                       "train", "eval", "export"]
+    assert [s["name"] for s in manifest["stages"]] == ["extract", "units", "pairs", "split", "dataset", "probes",
+                                                       "heldout", "train", "eval", "export"]
     assert all(s["status"] == "miss" for s in manifest["stages"])
+    assert manifest["resolved"]["train.backend"] == "hf" and manifest["resolved"]["train.precision"] == "fp32"
     assert manifest["report"] == str(run_dir / "report.html") and (run_dir / "report.html").exists()
+
+
+def test_held_out_drafts_and_probes_come_from_the_valid_papers_only(finished):
+    from voicetune.records import read_jsonl, read_split
+
+    run_dir, _ = finished
+    split = read_split(run_dir / "split")
+    papers = {name: {r["paper"] for r in read_jsonl(run_dir / path)} for name, path in
+              [("train", "dataset/train.jsonl"), ("valid", "dataset/valid.jsonl"),
+               ("heldout", "heldout/heldout.jsonl"), ("probes", "probes/probes.jsonl")]}
+    assert papers["valid"] == split["valid"] and papers["train"] <= split["train"]
+    assert papers["heldout"] <= split["valid"] and papers["probes"] <= split["valid"]
+    assert not (papers["heldout"] | papers["probes"]) & papers["train"]
 
 
 def test_history_has_losses_and_probe_generations(finished):

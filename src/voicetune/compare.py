@@ -28,7 +28,7 @@ NOT_SETTINGS = ("cache_dir",)
 
 
 @dataclass
-class Run:
+class RunRecord:
     """One run dir as the report sees it: manifest, config, and each stage's file or why not."""
 
     path: Path
@@ -77,7 +77,7 @@ def _natural(text: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
-def load_run(path: Path) -> Run:
+def load_run(path: Path) -> RunRecord:
     """Read a run dir; a stage file that is absent is recorded with the reason, not raised."""
     import yaml
 
@@ -93,7 +93,7 @@ def load_run(path: Path) -> Run:
         data[stage] = _read_json(file) if file.exists() else None
         if data[stage] is None:
             missing[stage] = _why_missing(manifest, stage, name)
-    return Run(path, manifest, config or {}, data, missing)
+    return RunRecord(path, manifest, config or {}, data, missing)
 
 
 def _read_json(path: Path) -> dict:
@@ -145,7 +145,7 @@ def differing(configs: list[dict]) -> list[str]:
     return keys
 
 
-def labels(runs: list[Run]) -> list[str]:
+def labels(runs: list[RunRecord]) -> list[str]:
     """`data=sentence, train.epochs=2`-style labels from what differs; folder names otherwise."""
     keys = differing([r.config for r in runs])
     flat = [flatten(r.config) for r in runs]
@@ -163,7 +163,7 @@ def num(value, digits: int = 3) -> str:
     return f"{value:,.{digits}f}".rstrip("0").rstrip(".")
 
 
-def _run_cell(i: int, run: Run) -> str:
+def _run_cell(i: int, run: RunRecord) -> str:
     return f'<span class="run" style="border-color:{plots.color(i)}">{esc(run.label)}</span>'
 
 
@@ -176,13 +176,13 @@ def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
     return f'<table class="{cls}"><tr>{th}</tr>{body}</table>'
 
 
-def _section(anchor: str, title: str, runs: list[Run], stage: str, content: str) -> str:
+def _section(anchor: str, title: str, runs: list[RunRecord], stage: str, content: str) -> str:
     notes = "".join(f'<p class="missing">{esc(r.label)}: {esc(r.missing[stage])}</p>'
                     for r in runs if stage in r.missing)
     return f'<section id="{anchor}"><h2>{esc(title)}</h2>{notes}{content}</section>'
 
 
-def _header(runs: list[Run]) -> str:
+def _header(runs: list[RunRecord]) -> str:
     keys = differing([r.config for r in runs])
     rows = [[_run_cell(i, r), esc(str(r.path)), esc(r.manifest.get("started", "—")),
              *(esc(r.missing.get(s, "ok")) for s in SOURCES)] for i, r in enumerate(runs)]
@@ -193,22 +193,22 @@ def _header(runs: list[Run]) -> str:
             + _table(["run", "folder", "started", "train", "eval"], rows))
 
 
-def _plot(runs: list[Run], stage: str, draw, alt: str) -> str:
+def _plot(runs: list[RunRecord], stage: str, draw, alt: str) -> str:
     data = {r.label: r.data[stage] for r in runs}
     if all(v is None for v in data.values()):
         return ""
     return f'<img src="{draw(data)}" alt="{esc(alt)}">'
 
 
-def _loss(runs: list[Run]) -> str:
+def _loss(runs: list[RunRecord]) -> str:
     return _plot(runs, "train", plots.loss_curves, "eval and train loss per run")
 
 
-def _lengths(runs: list[Run]) -> str:
+def _lengths(runs: list[RunRecord]) -> str:
     return _plot(runs, "eval", plots.length_ratios, "length ratio per shape, tuned and base")
 
 
-def _shape_rows(i: int, run: Run) -> list[list[str]]:
+def _shape_rows(i: int, run: RunRecord) -> list[list[str]]:
     rows = []
     for model, stats in run.data["eval"]["models"].items():
         for shape, st in [*stats["per_shape"].items(), ("all", stats["overall"])]:
@@ -219,7 +219,7 @@ def _shape_rows(i: int, run: Run) -> list[list[str]]:
     return rows
 
 
-def _rates(runs: list[Run]) -> str:
+def _rates(runs: list[RunRecord]) -> str:
     rows = [row for i, r in enumerate(runs) if r.data["eval"] for row in _shape_rows(i, r)]
     head = ["run", "model", "shape", "n", "length ratio median [q1–q3]", "early stop", "runaway",
             "shape match"]
@@ -227,7 +227,7 @@ def _rates(runs: list[Run]) -> str:
             + (_table(head, rows) if rows else ""))
 
 
-def _style(runs: list[Run]) -> str:
+def _style(runs: list[RunRecord]) -> str:
     evals = [(i, r, r.data["eval"]) for i, r in enumerate(runs) if r.data["eval"]]
     # Runs of one corpus share the author's signals: one row, unless the corpora differ.
     authors: dict[str, tuple[str, dict]] = {}
@@ -262,7 +262,7 @@ def _generation_cell(gen: dict | None) -> str:
     return f'<div class="text">{esc(gen["output"])}</div><div class="gen-meta">{meta}</div>'
 
 
-def _probes(runs: list[Run]) -> str:
+def _probes(runs: list[RunRecord]) -> str:
     last = [last_generations(r.data["train"]) for r in runs]
     probes: dict[str, dict] = {}
     for _, gens in last:
@@ -281,7 +281,7 @@ def _probes(runs: list[Run]) -> str:
             f"<th>reference</th>{head}</tr>{rows}</table>")
 
 
-def _training(runs: list[Run]) -> str:
+def _training(runs: list[RunRecord]) -> str:
     rows = []
     for i, r in enumerate(runs):
         if r.data["train"] is None:
@@ -310,7 +310,7 @@ SECTIONS = (
 )
 
 
-def render(runs: list[Run]) -> str:
+def render(runs: list[RunRecord]) -> str:
     """The whole report page for labelled runs."""
     body = _header(runs) + "".join(_section(anchor, title, runs, stage, content(runs))
                                    for anchor, title, stage, content in SECTIONS)

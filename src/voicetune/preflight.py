@@ -19,6 +19,8 @@ _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn",
                      "--config-path", "-cp", "--config-dir", "-cd", "--info", "-i",
                      "--experimental-rerun"}
 _NO_CHECK = {"--help", "-h", "--hydra-help", "--version", "--shell-completion", "-sc"}
+# Keys that moved: evaluation settings left `train` so that they never change the training key.
+MOVED = {"train.eval_samples": "eval.samples_per_shape", "train.eval_records": "eval.loss_records"}
 
 
 def overrides_of(argv: list[str]) -> list[str] | None:
@@ -34,6 +36,14 @@ def overrides_of(argv: list[str]) -> list[str] | None:
         elif not arg.startswith("-") and not re.match(r"^[+~]*hydra[./]", arg):
             out.append(arg)
     return out
+
+
+def check_moved(overrides: list[str]) -> None:
+    """A key from before a rename gets its new name, not Hydra's 'not in struct'."""
+    for item in overrides:
+        key = item.partition("=")[0].lstrip("+~")
+        if key in MOVED:
+            raise UserError(f"{key}: moved to {MOVED[key]} (evaluation settings no longer change what is trained)")
 
 
 def check_secrets(overrides: list[str]) -> None:
@@ -134,6 +144,7 @@ def preflight(conf_dir: Path, argv: list[str] | None = None) -> None:
         return
     try:
         check_secrets(overrides)
+        check_moved(overrides)
         for variant in variants(overrides):
             compose_checked(conf_dir, variant)
     except UserError as err:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from voicetune.cache import Cache, digest, file_digest, link_tree
+from voicetune.cache import digest, file_digest, link_tree
 from voicetune.contract import view, view_digest
 from voicetune.errors import UserError
 
@@ -73,7 +73,7 @@ def run(ctx) -> dict:
     check(cfg)
     built, keys = {}, {"adapter": adapter_digest(adapter)}
     for fmt in [f for f in wanted(cfg) if f in FORMAT_READS]:
-        built[fmt] = _build(cfg, fmt, adapter, ctx.cache, keys, built)
+        built[fmt] = _build(cfg, fmt, adapter, ctx, keys, built)
         link_tree(Path(built[fmt]["cache"]), out / fmt)  # the run's export/<format>/ holds the files
         write_folder_files(cfg, fmt, out / fmt, inputs)
     (out / "artifacts.json").write_text(json.dumps(built, indent=2))
@@ -87,9 +87,9 @@ def adapter_digest(adapter: Path) -> str:
     return digest([file_digest(adapter / "adapter_model.safetensors"), file_digest(adapter / "adapter_config.json")])
 
 
-def _build(cfg, fmt: str, adapter: Path, cache: Cache, keys: dict, built: dict) -> dict:
+def _build(cfg, fmt: str, adapter: Path, ctx, keys: dict, built: dict) -> dict:
     """One format through the cache: a hit costs nothing, a miss builds into a temp dir."""
-    seen = view(cfg, FORMAT_READS[fmt])
+    cache, seen = ctx.cache, view(cfg, FORMAT_READS[fmt])
     upstream = keys["merged"] if fmt != "merged" else keys["adapter"]
     key = digest({"format": fmt, "version": EXPORT_VERSION, "from": upstream, "config": view_digest(seen)})[:16]
     keys[fmt] = key
@@ -97,22 +97,23 @@ def _build(cfg, fmt: str, adapter: Path, cache: Cache, keys: dict, built: dict) 
     cached = hit is not None
     if not cached:
         with cache.put(f"export-{fmt}", key) as tmp:
-            _convert(seen, fmt, adapter, built, tmp, cache)
+            _convert(seen, fmt, adapter, built, tmp, ctx)
         hit = cache.get(f"export-{fmt}", key)
     size = sum(p.stat().st_size for p in hit.rglob("*") if p.is_file())
     return {"folder": fmt, "cache": str(hit), "key": key, "cached": cached,
             "seconds": round(time.perf_counter() - started, 2), "size_mb": round(size / 2**20, 1)}
 
 
-def _convert(seen, fmt: str, adapter: Path, built: dict, tmp: Path, cache: Cache) -> None:
+def _convert(seen, fmt: str, adapter: Path, built: dict, tmp: Path, ctx) -> None:
     if fmt == "merged":
         from voicetune.stages.export.merged import build_merged
 
-        build_merged(seen, adapter, tmp, cache)
+        # The tokenizer follows model.*, which the merged view holds: the same one training used.
+        build_merged(seen, adapter, tmp, ctx.cache, ctx.tokenizer())
     elif fmt == "gguf":
         from voicetune.stages.export.gguf import build_gguf
 
-        build_gguf(seen, Path(built["merged"]["cache"]), tmp, cache)
+        build_gguf(seen, Path(built["merged"]["cache"]), tmp, ctx.cache)
     elif fmt == "mlx_q4":
         from voicetune.stages.export.mlx import build_mlx
 

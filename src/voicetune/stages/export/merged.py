@@ -16,17 +16,20 @@ import json
 from pathlib import Path
 
 from voicetune import backends
-from voicetune.chat import end_token_ids, load_tokenizer, persona_template
+from voicetune.chat import end_token_ids, persona_template
 
 # Keys transformers 5 writes that only describe how it was loaded.
 LOADER_KEYS = ("backend", "is_local", "local_files_only")
 
 
-def build_merged(cfg, adapter: Path, folder: Path, cache) -> None:
-    """Merge the adapter into the base model; save weights, tokenizer, template, generation config."""
+def build_merged(cfg, adapter: Path, folder: Path, cache, tok) -> None:
+    """Merge the adapter into the base model; save weights, tokenizer (the template training
+    rendered with), template, generation config."""
+    import copy
+
     # The backend that trained it merges it: Unsloth dequantizes its own 4-bit base on the GPU.
     backends.module(cfg.train.backend).merge(cfg, cache, adapter, folder)
-    tok = load_tokenizer(cfg.model, cache)  # the template training rendered with
+    tok = copy.deepcopy(tok)  # the run's tokenizer keeps the training template
     _stop_on_every_end_token(folder, end_token_ids(tok, list(cfg.model.end_tokens)), tok.pad_token_id)
     tok.chat_template = persona_template(tok.chat_template, cfg.corpus.persona)
     tok.save_pretrained(folder)

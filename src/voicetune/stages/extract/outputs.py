@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from voicetune.records import write_jsonl
+
 if TYPE_CHECKING:
     from voicetune.stages.extract import Paper
 
@@ -38,8 +40,7 @@ def write_outputs(out: Path, papers: list[Paper], rows: list[dict]) -> None:
     (out / "papers").mkdir(parents=True, exist_ok=True)
     for paper in papers:
         (out / "papers" / f"{paper.id}.md").write_text(paper_markdown(paper), encoding="utf-8")
-    lines = [json.dumps(paper_record(p), ensure_ascii=False) + "\n" for p in papers]
-    (out / "papers.jsonl").write_text("".join(lines), encoding="utf-8")
+    write_jsonl(out / "papers.jsonl", [paper_record(p) for p in papers])
     (out / "report.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False),
                                      encoding="utf-8")
 
