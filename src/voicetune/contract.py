@@ -63,6 +63,11 @@ def view(cfg: DictConfig, reads: tuple[str, ...]) -> DictConfig:
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = plain(OmegaConf.select(cfg, key, throw_on_missing=True))
+    return frozen(tree)
+
+
+def frozen(tree: dict | str) -> DictConfig:
+    """A config from a dict (or its YAML) in which reading a missing key raises and nothing is writable."""
     seen = OmegaConf.create(tree)
     OmegaConf.set_struct(seen, True)
     OmegaConf.set_readonly(seen, True)

@@ -254,12 +254,9 @@ def execute(body: dict, runs_root: Path, function: Callable | None = None,
 
 def container_view(text: str):
     """The stage's view as shipped: read-only and struct-mode, as the pipeline built it."""
-    from omegaconf import OmegaConf
+    from voicetune.contract import frozen
 
-    seen = OmegaConf.create(text)
-    OmegaConf.set_struct(seen, True)
-    OmegaConf.set_readonly(seen, True)
-    return seen
+    return frozen(text)
 
 
 def write_inputs(files: dict[str, bytes], root: Path) -> dict[str, Path]:
