@@ -1,4 +1,4 @@
-"""Base model weights from the hub, a folder, or a GGUF file, on the device and dtype they run on.
+"""Base model weights from the hub, a folder, or a GGUF file (converted once into the cache).
 
 transformers dequantises a GGUF on every load (~25 s for SmolLM2) and refuses to save_pretrained
 it, so the first load rebuilds the model from its config without the quantization entry, copies

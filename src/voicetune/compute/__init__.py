@@ -1,1 +1,1 @@
-"""Where a stage runs: `compute=local` (this machine) or `compute=modal` (a Modal GPU, see modal.py)."""
+"""Where the pipeline places a stage when compute.target is not local: `compute=modal` (modal.py)."""
