@@ -282,15 +282,11 @@ def draft_records(cfg: Any, units: list[dict[str, Any]], cache: Cache, tokenizer
             for p in pairs]
 
 
-def held_out_papers(ctx) -> tuple[list[dict], set[str]]:
-    """The extracted papers the split holds out, and their ids."""
-    valid = read_split(ctx.inputs["split"])["valid"]
-    return [p for p in read_jsonl(ctx.inputs["extract"] / "papers.jsonl") if p["id"] in valid], valid
-
-
 def held_out_drafts(ctx, wants: dict[str, int]) -> list[dict]:
-    """Chat records for up to `wants[shape]` held-out passages of each shape, one rough style each."""
-    papers, _ = held_out_papers(ctx)
+    """Chat records for up to `wants[shape]` passages of each shape from the papers the split holds
+    out, one rough style each."""
+    valid = read_split(ctx.inputs["split"])["valid"]
+    papers = [p for p in read_jsonl(ctx.inputs["extract"] / "papers.jsonl") if p["id"] in valid]
     tok = ctx.tokenizer()
     units, _, _ = build_units(ctx.cfg, papers, chat_token_counter(tok), text_token_counter(tok), wants)
     return draft_records(ctx.cfg, units, ctx.cache, tok, ctx.out)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 
 from voicetune.config import SHAPES
-from voicetune.drafting import held_out_drafts, held_out_papers
+from voicetune.drafting import held_out_drafts
 from voicetune.records import write_jsonl
 
 
@@ -21,5 +21,5 @@ def run(ctx) -> dict:
     records = held_out_drafts(ctx, {shape: ctx.cfg.eval.samples_per_shape for shape in SHAPES})
     write_jsonl(ctx.out / "heldout.jsonl", records)
     shapes = Counter(r["shape"] for r in records)
-    return {"records": len(records), "papers": sorted(held_out_papers(ctx)[1]),
+    return {"records": len(records), "papers": sorted({r["paper"] for r in records}),
             "shapes": {s: shapes[s] for s in SHAPES}}
