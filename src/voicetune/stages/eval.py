@@ -33,8 +33,8 @@ def mean_loss(model, examples: list[dict], seq_len: int, pad_id: int, batch_size
         for start in range(0, len(rows), batch_size):
             batch = collate(rows[start: start + batch_size])
             batch.pop("real_tokens")
+            n = int((batch["labels"][:, 1:] != -100).sum())  # counted here: no device sync
             batch = {k: v.to(model.device) for k, v in batch.items()}  # inputs follow the model
-            n = int((batch["labels"][:, 1:] != -100).sum())
             total += float(model(**batch, use_cache=False).loss) * n
             tokens += n
     return round(total / max(tokens, 1), 4)
