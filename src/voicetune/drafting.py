@@ -4,8 +4,10 @@ The `pairs` stage drafts every unit in every rough style; `heldout` and `probes`
 style per passage. Both go through `make_pairs` here.
 
 Remote replies are appended to a request journal (an fsync'd JSONL line per finished
-request) before anything else uses them, so a run killed at any moment and rerun never pays
-twice; the outputs are rebuilt from the journal at the end, so they never hold duplicates.
+request) before anything else uses them, so a run killed and rerun does not pay again for a
+journaled reply; what it sends again is only a reply that had arrived but was not yet on disk
+(the last few ms) and a request that failed. The outputs are rebuilt from the journal at the end,
+so they never hold duplicates.
 """
 
 from __future__ import annotations
