@@ -18,7 +18,7 @@ from voicetune.errors import UserError
 from voicetune.cache import Cache
 from voicetune.pipeline import run_stage
 from voicetune.stages.extract import Rules, corpus_files, extract_paper, slug
-from voicetune.stages.extract.ooxml import DocxError
+from voicetune.stages.extract.document import ReadError
 
 INTRO = prose("Introduction text")
 METHODS = prose("Methods text")
@@ -302,7 +302,7 @@ def test_no_paper_extracted_is_a_user_error(tmp_path):
 
 
 def test_docx_error_for_paper_with_only_front_matter(tmp_path, rules):
-    with pytest.raises(DocxError, match="no prose found"):
+    with pytest.raises(ReadError, match="no prose found"):
         extract(tmp_path, rules, title("Only a Title") + p("Ada Lovelace"))
 
 

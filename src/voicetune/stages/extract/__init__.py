@@ -1,12 +1,14 @@
-"""Stage `extract`: Word papers -> clean, section-tagged prose (one markdown file per paper).
+"""Stage `extract`: the author's papers -> clean, section-tagged prose (one markdown file per paper).
 
-`ooxml` turns a file into body paragraphs (accepted tracked changes, no comments, fields,
-notes, tables or text boxes); this module decides what each paragraph is: front matter,
-caption, heading (by style, or a short whitelisted line), prose, or the end of the paper.
+A reader per format turns a file into body paragraphs (`READERS`: `ooxml` for Word, with
+accepted tracked changes and no comments, fields, notes, tables or text boxes); this module
+decides what each paragraph is, with the same rules for every format: front matter, caption,
+heading (by style, or a short whitelisted line), prose, or the end of the paper.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -14,10 +16,16 @@ from pathlib import Path
 
 from voicetune.cache import file_digest
 from voicetune.errors import UserError
-from voicetune.stages.extract.ooxml import DocxError, Para, read_document
+from voicetune.stages.extract.document import Para, ReadError
 from voicetune.stages.extract.outputs import print_report, progress, write_outputs
 
-SUFFIXES = {".docx", ".docm", ".doc"}
+# suffix -> "module:function" reading one file into a Document (imported on first use)
+READERS = {
+    ".docx": "voicetune.stages.extract.ooxml:read_document",
+    ".docm": "voicetune.stages.extract.ooxml:read_document",
+    ".doc": "voicetune.stages.extract.ooxml:read_document",  # gets its one-line error row
+}
+SUFFIXES = frozenset(READERS)
 MIN_WORDS = 300  # below this a paper is flagged: a letter at best, usually a bad extraction
 ABSTRACT_LABELS = {
     "importance", "objective", "objectives", "design setting and participants",
@@ -269,23 +277,30 @@ def slug(stem: str) -> str:
 
 
 def extract_paper(path: Path, rules: Rules) -> Paper:
-    """One file -> Paper; DocxError (one-line reason) when unreadable or without prose."""
-    doc = read_document(path, rules.max_heading_chars)
+    """One file -> Paper; ReadError (one-line reason) when unreadable or without prose."""
+    doc = reader(path.suffix)(path, rules.max_heading_chars)
     title, sections, warnings = structure(doc.paragraphs, rules)
     paper = Paper(slug(path.stem), title, path.name, doc.sha256, sections, warnings)
     words = paper.words  # a sum over every paragraph: once, not per check
     if words == 0:
-        raise DocxError("no prose found (only front matter, tables or headings)")
+        raise ReadError("no prose found (only front matter, tables or headings)")
     if words < MIN_WORDS:
         warnings.append(f"very short paper ({words} words)")
     return paper
 
 
+def reader(suffix: str):
+    """The reader function for a file suffix (any case)."""
+    module, _, name = READERS[suffix.lower()].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def corpus_files(corpus_cfg) -> list[Path]:
-    """Sorted input files under corpus_cfg.path (recursive): *.docx, *.docm, *.doc, case-insensitive, including ~$lock files (they get error rows)."""
+    """Sorted input files under corpus_cfg.path (recursive) with a READERS suffix, any case, including ~$lock files (they get error rows)."""
     root = Path(os.path.expanduser(corpus_cfg.path))
     if not root.is_dir():
-        raise UserError(f"corpus.path={corpus_cfg.path!r}: must be an existing folder of .docx files")
+        raise UserError(f"corpus.path={corpus_cfg.path!r}: must be an existing folder of papers "
+                        f"({', '.join(sorted(SUFFIXES))})")
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
 
 
@@ -306,7 +321,7 @@ def run(ctx) -> dict:
         rel = path.relative_to(root)  # rows and cached outputs never hold absolute paths
         try:
             paper = extract_paper(path, rules)
-        except DocxError as exc:
+        except ReadError as exc:
             rows.append(_row(rel, "error", [], 0, str(exc)))
             continue
         paper.id = _unique(paper.id, ids)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from lxml import etree
 
+from voicetune.stages.extract.document import Document, Para, ReadError
+
 W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 NS = {
     "w": W_NS,
@@ -66,10 +68,6 @@ _PRETTY_PARSER = etree.XMLParser(remove_blank_text=True, **_OPTIONS)
 _HEADING_NAME = re.compile(r"^heading\s*(\d)$")
 
 
-class DocxError(Exception):
-    """A file that cannot be read as a Word document; the message is the one-line reason."""
-
-
 @dataclass(slots=True)
 class Style:
     name: str  # lower case, e.g. "heading 2"
@@ -77,22 +75,8 @@ class Style:
     bold: bool
 
 
-@dataclass(slots=True)
-class Para:
-    text: str
-    style: str  # resolved style name, lower case ("normal" when unstyled)
-    level: int | None
-    bold: bool  # every run with text is bold (checked for short lines that are not headings)
-
-
-@dataclass(slots=True)
-class Document:
-    paragraphs: list[Para]
-    sha256: str
-
-
 def read_document(path: Path, heading_chars: int = 80) -> Document:
-    """Body paragraphs of a .docx/.docm with accepted tracked changes; DocxError if unreadable.
+    """Body paragraphs of a .docx/.docm with accepted tracked changes; ReadError if unreadable.
 
     `heading_chars`: only shorter paragraphs can be headings, so only they get a bold check.
     """
@@ -103,7 +87,7 @@ def read_document(path: Path, heading_chars: int = 80) -> Document:
             xml = _read_part(zf, "word/document.xml")
             styles = styles_of(_read_part(zf, "word/styles.xml", required=False))
     except zipfile.BadZipFile as exc:
-        raise DocxError(f"corrupt zip archive ({exc})") from None
+        raise ReadError(f"corrupt zip archive ({exc})") from None
     root = _parse(xml, "word/document.xml")
     return Document(body_paragraphs(root, styles, heading_chars), hashlib.sha256(data).hexdigest())
 
@@ -111,14 +95,14 @@ def read_document(path: Path, heading_chars: int = 80) -> Document:
 def check_magic(name: str, data: bytes) -> None:
     """Reject lock files, empty files, OLE2 containers and non-zips with a one-line reason."""
     if name.startswith("~$"):
-        raise DocxError("Word lock file (~$...), not a document: close Word or delete it")
+        raise ReadError("Word lock file (~$...), not a document: close Word or delete it")
     if not data:
-        raise DocxError("empty file (0 bytes)")
+        raise ReadError("empty file (0 bytes)")
     if data.startswith(OLE2_MAGIC):
         # Password-protected .docx files are OLE2 containers too: the two look alike.
-        raise DocxError("encrypted or legacy .doc (OLE2 container): save it as an unprotected .docx")
+        raise ReadError("encrypted or legacy .doc (OLE2 container): save it as an unprotected .docx")
     if not data.startswith(b"PK"):
-        raise DocxError("not a .docx (not a zip archive)")
+        raise ReadError("not a .docx (not a zip archive)")
 
 
 def _read_part(zf: zipfile.ZipFile, name: str, required: bool = True) -> bytes | None:
@@ -126,7 +110,7 @@ def _read_part(zf: zipfile.ZipFile, name: str, required: bool = True) -> bytes |
         return zf.read(name)
     except KeyError:
         if required:
-            raise DocxError(f"zip without {name}: not a Word document") from None
+            raise ReadError(f"zip without {name}: not a Word document") from None
         return None
 
 
@@ -136,7 +120,7 @@ def _parse(xml: bytes, part: str) -> etree._Element:
     try:
         return etree.fromstring(xml, _PRETTY_PARSER if pretty else _PARSER)
     except etree.XMLSyntaxError as exc:
-        raise DocxError(f"malformed XML in {part}: {exc}") from None
+        raise ReadError(f"malformed XML in {part}: {exc}") from None
 
 
 class Styles:
@@ -224,7 +208,7 @@ def body_paragraphs(root: etree._Element, styles: Styles, heading_chars: int) ->
     mark_deleted = _clean(root, styles)
     body = root.find(f"{{{W_NS}}}body")
     if body is None:
-        raise DocxError("word/document.xml has no w:body")
+        raise ReadError("word/document.xml has no w:body")
     out: list[Para] = []
     carry = ""  # text of a paragraph whose mark was deleted: it joins the next one
     for p in _iter_body(body):
