@@ -287,7 +287,7 @@ def test_bad_files_get_error_rows_and_the_rest_is_processed(tmp_path, capsys):
     assert rows["Good Paper.DOCX"]["file"] == "sub/Good Paper.DOCX"  # relative to corpus.path
     assert rows["Good Paper.DOCX"]["status"] == "ok"
     assert rows["Good Paper.DOCX"]["sections"] == ["introduction", "methods"]
-    assert summary == {"files": 8, "ok": 1, "warning": 0, "error": 7, "papers": 1,
+    assert summary == {"files": 8, "ok": 1, "warning": 0, "error": 7, "duplicate": 0, "papers": 1,
                        "words": 8 * 62}
     assert "extract report" in capsys.readouterr().out
 
@@ -313,7 +313,8 @@ def test_outputs_markdown_jsonl_report(tmp_path):
     body = paper([("Introduction", [INTRO, INTRO]), ("Materials and Methods", [METHODS])],
                  title_text="Mice: A Study")
     make_docx(corpus / "My Paper (v2).docx", body)
-    make_docx(corpus / "my-paper-v2.docx", body)  # same slug: gets a suffix
+    other = paper([("Introduction", [prose("Other text")]), ("Methods", [prose("Other methods")])])
+    make_docx(corpus / "my-paper-v2.docx", other)  # same slug: gets a suffix
     out.mkdir()
     run_stage("extract", OmegaConf.create({"corpus": CorpusConfig(path=str(corpus))}), {}, out,
                     cache=Cache(tmp_path / "cache"))
@@ -331,6 +332,24 @@ def test_outputs_markdown_jsonl_report(tmp_path):
     assert meta["sections"][0] == {"name": "introduction", "title": "Introduction", "words": 124}
     assert rest.strip().split("\n\n") == ["## Introduction", INTRO, INTRO,
                                           "## Materials and Methods", METHODS]
+
+
+def test_the_same_paper_twice_is_one_paper_the_better_source_kept(tmp_path):
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    full = [prose(f"Claim {i} holds") for i in range(4)]
+    make_docx(corpus / "a_draft.docx", paper([("Introduction", full[:3])]))  # a shorter draft
+    make_docx(corpus / "b_final.docx", paper([("Introduction", full)]))
+    make_docx(corpus / "c_other.docx", paper([("Introduction", [prose("Unrelated work")])]))
+    out.mkdir()
+    summary = run_stage("extract", OmegaConf.create({"corpus": CorpusConfig(path=str(corpus))}), {},
+                        out, cache=Cache(tmp_path / "cache"))
+    rows = {r["file"]: r for r in json.loads((out / "report.json").read_text())}
+    ids = [json.loads(x)["id"] for x in (out / "papers.jsonl").read_text().splitlines()]
+    assert ids == ["b_final", "c_other"]  # same format: the one with more prose wins
+    assert rows["a_draft.docx"]["status"] == "duplicate"
+    assert rows["a_draft.docx"]["reason"].startswith("the same paper as b_final.docx (100% ")
+    assert {rows["b_final.docx"]["status"], rows["c_other.docx"]["status"]} == {"warning"}  # short, kept
+    assert summary["duplicate"] == 1 and summary["papers"] == 2
 
 
 def test_corpus_files_recursive_case_insensitive_sorted(tmp_path):

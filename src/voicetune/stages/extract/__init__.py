@@ -17,7 +17,8 @@ from pathlib import Path
 from voicetune.cache import file_digest
 from voicetune.errors import UserError
 from voicetune.stages.extract.document import Para, ReadError
-from voicetune.stages.extract.outputs import print_report, progress, write_outputs
+from voicetune.stages.extract.outputs import STATUSES, print_report, progress, write_outputs
+from voicetune.stages.extract.same_paper import same_papers
 
 # suffix -> "module:function" reading one file into a Document (imported on first use)
 READERS = {
@@ -130,6 +131,8 @@ class Paper:
     sha256: str
     sections: list[Section]
     warnings: list[str]
+    # The author's tracked revisions of kept prose: {"section", "before", "after"} each.
+    revisions: list[dict] = field(default_factory=list)
 
     @property
     def words(self) -> int:
@@ -252,23 +255,29 @@ def top_level(paras: list[Para], rules: Rules) -> int | None:
     return min(known or levels) if levels else None
 
 
-def structure(paras: list[Para], rules: Rules) -> tuple[str, list[Section], list[str]]:
-    """(title, sections, warnings) of one paper's paragraphs."""
+def structure(paras: list[Para], rules: Rules) -> tuple[str, list[Section], list[str], dict[int, Section]]:
+    """(title, sections, warnings, placed) of one paper's paragraphs; `placed` maps the index of
+    each paragraph kept verbatim as prose to its section."""
     title = next((p.text for p in paras if p.level == 0), paras[0].text if paras else "")
     builder = _Builder(rules, top_level(paras, rules))
-    for p in paras:
+    placed = {}
+    for i, p in enumerate(paras):
         builder.add(p)
         if builder.ended:
             break
+        section = builder.current
+        if section is not None and section.paragraphs and section.paragraphs[-1] is p.text:
+            placed[i] = section
     sections = [s for s in builder.sections if s.paragraphs]
     warnings = []
     if builder.headings == 0:
         sections = [Section("body", "", [t for s in sections for t in s.paragraphs])]
+        placed = dict.fromkeys(placed, sections[0])
         warnings.append("no headings found: one body section")
     unknown = [s.title or "(before the first heading)" for s in sections if s.name == "unknown"]
     if unknown:
         warnings.append("unknown sections: " + ", ".join(unknown))
-    return title, [s for s in sections if s.paragraphs], warnings
+    return title, [s for s in sections if s.paragraphs], warnings, placed
 
 
 def slug(stem: str) -> str:
@@ -279,8 +288,10 @@ def slug(stem: str) -> str:
 def extract_paper(path: Path, rules: Rules) -> Paper:
     """One file -> Paper; ReadError (one-line reason) when unreadable or without prose."""
     doc = reader(path.suffix)(path, rules.max_heading_chars)
-    title, sections, warnings = structure(doc.paragraphs, rules)
-    paper = Paper(slug(path.stem), title, path.name, doc.sha256, sections, warnings)
+    title, sections, warnings, placed = structure(doc.paragraphs, rules)
+    revisions = [{"section": placed[r.para_index].name, "before": r.before, "after": r.after}
+                 for r in doc.revisions if r.para_index in placed]
+    paper = Paper(slug(path.stem), title, path.name, doc.sha256, sections, warnings, revisions)
     words = paper.words  # a sum over every paragraph: once, not per check
     if words == 0:
         raise ReadError("no prose found (only front matter, tables or headings)")
@@ -315,7 +326,7 @@ def run(ctx) -> dict:
     cfg, out = ctx.cfg, ctx.out
     rules = Rules.from_config(cfg.corpus)
     files = corpus_files(cfg.corpus)
-    papers, rows, ids = [], [], set()
+    papers, rows, ids, row_of = [], [], set(), {}
     root = Path(os.path.expanduser(cfg.corpus.path))
     for path in progress(files, "extract"):
         rel = path.relative_to(root)  # rows and cached outputs never hold absolute paths
@@ -329,14 +340,27 @@ def run(ctx) -> dict:
         status = "warning" if paper.warnings else "ok"
         rows.append(_row(rel, status, [s.name for s in paper.sections], paper.words,
                          "; ".join(paper.warnings)))
+        row_of[paper.id] = rows[-1]
+    papers = _one_file_per_paper(papers, row_of)
     write_outputs(out, papers, rows)
     print_report(rows)
     if not papers:
         raise UserError(f"corpus.path={cfg.corpus.path!r}: no paper could be extracted from "
                         f"{len(files)} file(s); see {out / 'report.json'}")
-    summary = {k: sum(r["status"] == k for r in rows) for k in ("ok", "warning", "error")}
+    summary = {k: sum(r["status"] == k for r in rows) for k in STATUSES}
     return {"files": len(files), **summary, "papers": len(papers),
             "words": sum(p.words for p in papers)}
+
+
+def _one_file_per_paper(papers: list[Paper], row_of: dict[str, dict]) -> list[Paper]:
+    """Drop the worse file of each paper found twice (see same_paper); its row says which was kept."""
+    dropped = same_papers(papers)
+    for pid, (kept, share) in dropped.items():
+        kept_file = row_of[kept.id]["file"]
+        row_of[pid].update(status="duplicate", reason=(
+            f"the same paper as {kept_file} ({share:.0%} of the shorter one's word 4-grams shared); "
+            f"kept {kept_file}"))
+    return [p for p in papers if p.id not in dropped]
 
 
 def _row(path: Path, status: str, sections: list[str], words: int, reason: str) -> dict:

@@ -28,6 +28,7 @@ class Revision:
 
     before: str  # reject all changes
     after: str  # accept all changes (the text the prose reading holds)
+    para_index: int  # of the accept-all paragraph in Document.paragraphs
 
 
 @dataclass(slots=True)

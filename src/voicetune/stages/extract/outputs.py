@@ -11,13 +11,16 @@ from voicetune.records import write_jsonl
 if TYPE_CHECKING:
     from voicetune.stages.extract import Paper
 
+STATUSES = ("ok", "warning", "error", "duplicate")  # of a file's report row
+
 
 def paper_record(paper: Paper) -> dict:
     """The papers.jsonl row."""
     return {"id": paper.id, "title": paper.title, "source": paper.source,
             "sha256": paper.sha256, "words": paper.words, "warnings": paper.warnings,
             "sections": [{"name": s.name, "title": s.title, "paragraphs": s.paragraphs}
-                         for s in paper.sections]}
+                         for s in paper.sections],
+            "revisions": paper.revisions}
 
 
 def paper_markdown(paper: Paper) -> str:
@@ -27,7 +30,7 @@ def paper_markdown(paper: Paper) -> str:
     meta = {"title": paper.title, "source": paper.source, "sha256": paper.sha256,
             "sections": [{"name": s.name, "title": s.title, "words": s.words}
                          for s in paper.sections],
-            "words": paper.words, "warnings": paper.warnings}
+            "words": paper.words, "warnings": paper.warnings, "revisions": len(paper.revisions)}
     parts = ["---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---"]
     for s in paper.sections:
         parts.append(f"## {s.title or s.name.capitalize()}")
@@ -57,7 +60,7 @@ def print_report(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    colour = {"ok": "green", "warning": "yellow", "error": "red"}
+    colour = dict(zip(STATUSES, ("green", "yellow", "red", "cyan")))
     table = Table(title="extract report")
     for column in ("file", "status", "sections", "words", "reason"):
         table.add_column(column, overflow="fold")
