@@ -57,7 +57,7 @@ def pair(unit_id, paper, section, shape, style, original, rough=None) -> dict:
     """One pairs.jsonl row."""
     rough = rough or f"[{style}] " + original.lower()
     return {"id": f"{unit_id}-{style}", "unit_id": unit_id, "paper": paper, "section": section,
-            "shape": shape, "style": style, "rough": rough, "original": original,
+            "shape": shape, "style": style, "kind": "depolish", "rough": rough, "original": original,
             "words_rough": len(rough.split()), "words_original": len(original.split()),
             "generator": "offline-depolish-v1"}
 
@@ -163,7 +163,7 @@ def test_records_are_chatml_with_fixed_persona_and_verbatim_original(built):
         assert r["messages"][1]["content"] == INSTRUCTION + "\n\n" + src["rough"]
         assert r["messages"][2]["content"] == src["original"]
         assert r["tokens"] == word_count(r["messages"])
-        assert set(r) == {"messages", "id", "paper", "section", "shape", "style", "weight", "tokens"}
+        assert set(r) == {"messages", "id", "paper", "section", "shape", "style", "kind", "weight", "tokens"}
 
 
 def test_split_is_by_paper_with_summary(built):

@@ -51,7 +51,7 @@ def test_offline_run_is_complete_and_deterministic(tmp_path, capsys):
     assert [(r["unit_id"], r["style"]) for r in rows] == sorted((r["unit_id"], r["style"])
                                                                  for r in rows)
     assert set(rows[0]) == {"id", "unit_id", "paper", "section", "shape", "style", "rough",
-                            "original", "words_rough", "words_original", "generator"}
+                            "kind", "original", "words_rough", "words_original", "generator"}
     assert rows[0]["generator"] == "offline-depolish-v1"
     assert stats["tokens_estimated"] is True and stats["prompt_tokens"] > 0
     assert json.loads((tmp_path / "a/stats.json").read_text())["pairs"] == stats["pairs"]

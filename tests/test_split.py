@@ -38,7 +38,7 @@ def pairs_of(papers: list[dict]) -> list[dict]:
         for i, text in enumerate(p["sections"][1]["paragraphs"]):
             uid = f"{p['id']}-u{i}"
             rows.append({"id": f"{uid}/loose_draft", "unit_id": uid, "paper": p["id"], "section": "methods",
-                         "shape": "paragraph", "style": "loose_draft", "rough": text.lower(), "original": text})
+                         "shape": "paragraph", "style": "loose_draft", "kind": "depolish", "rough": text.lower(), "original": text})
     return rows
 
 

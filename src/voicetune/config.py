@@ -36,6 +36,8 @@ def _choice(name: str, values: list[str]) -> type[Choice]:
 Stage = _choice("Stage", ["extract", "units", "pairs", "split", "dataset", "probes", "heldout",
                           "train", "eval", "export"])
 Shape = _choice("Shape", ["sentence", "paragraph", "section", "abstract"])
+# Where rough drafts come from: the LLM de-polisher, or the author's own tracked changes.
+PairSource = _choice("PairSource", ["depolish", "revisions"])
 GeneratorBackend = _choice("GeneratorBackend", ["offline", "openai", "azure", "local"])
 # auto: unsloth when CUDA and unsloth are present (or on a remote GPU), else hf.
 TrainBackend = _choice("TrainBackend", ["auto", "hf", "unsloth", "mlx"])
@@ -115,6 +117,17 @@ class ShapeLimits:
 
 
 @dataclass
+class RevisionConfig:
+    """Pairs from the author's tracked changes (data.sources includes `revisions`)."""
+
+    # An edit of 1-2 words is a typo fix, not a lesson in voice: 3 changed words is the least
+    # that rewrites a phrase.
+    min_changed_words: int = 3
+    # Sampling weight of a revision pair relative to a de-polished pair of the same section.
+    weight: float = 1.0
+
+
+@dataclass
 class RoughStyle:
     name: str = MISSING
     instruction: str = MISSING
@@ -178,6 +191,8 @@ class DataConfig:
         "Rewrite this draft in my published academic voice. Keep every fact, number and "
         "citation, the same length and the same paragraph structure.")
     valid_fraction: float = 0.1
+    sources: list[PairSource] = field(default_factory=lambda: [PairSource.depolish])
+    revisions: RevisionConfig = field(default_factory=RevisionConfig)
     # Token budget for one training record; null = train.seq_len.
     max_tokens: Optional[int] = None
     seed: int = 0
@@ -473,6 +488,12 @@ def _validate_data(data: DictConfig) -> None:
             _fail(f"data.section_weights.{section}", weight, "weights must be >= 0")
     if not data.rough_styles:
         _fail("data.rough_styles", [], "list at least one {name, instruction}")
+    if not data.sources or len(set(data.sources)) != len(data.sources):
+        _fail("data.sources", list(data.sources), "list each of depolish, revisions at most once, at least one")
+    if data.revisions.min_changed_words < 1:
+        _fail("data.revisions.min_changed_words", data.revisions.min_changed_words, "must be >= 1")
+    if data.revisions.weight < 0:
+        _fail("data.revisions.weight", data.revisions.weight, "must be >= 0")
     if data.max_tokens is not None and data.max_tokens <= 0:
         _fail("data.max_tokens", data.max_tokens, "must be positive or null")
     gates = data.gates

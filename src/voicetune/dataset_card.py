@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 SPLITS = ("train", "valid")
-FACETS = ("shape", "section", "style")
+FACETS = ("shape", "section", "style", "kind")
 HIST_BINS = 30
 
 

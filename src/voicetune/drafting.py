@@ -260,7 +260,7 @@ def write_outputs(cfg: Any, items: list[Item], replies: dict[str, Reply], judge:
                              "detail": verdict.detail, "rough": reply.content})
             continue
         pairs.append({"id": f"{unit['id']}/{item.style}", "unit_id": unit["id"], **where,
-                      "rough": reply.content, "original": unit["text"],
+                      "kind": "depolish", "rough": reply.content, "original": unit["text"],
                       "words_rough": len(reply.content.split()),
                       "words_original": len(unit["text"].split()),
                       "generator": model})

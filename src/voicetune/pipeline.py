@@ -24,7 +24,7 @@ from voicetune.errors import DryRun, UserError
 from voicetune.stages import STAGES
 
 # Bump when a stage's output format or logic changes, so old cache entries are not trusted.
-STAGE_VERSION = 2
+STAGE_VERSION = 3
 
 
 def plan(requested: list[str]) -> list[str]:

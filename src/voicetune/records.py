@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 from voicetune.errors import UserError
 
 CountTokens = Callable[[list[dict[str, str]]], int]
-PAIR_FIELDS = ("id", "unit_id", "paper", "section", "shape", "style", "rough", "original")
+PAIR_FIELDS = ("id", "unit_id", "paper", "section", "shape", "style", "kind", "rough", "original")
 
 
 # ---------------------------------------------------------------- chat records
@@ -37,7 +37,8 @@ def chat_record(pair: dict, persona: str, instruction: str, weight: float, count
     """One ChatML record for a pair."""
     messages = chat_messages(persona, instruction, pair["rough"], pair["original"])
     return {"messages": messages, "id": pair["id"], "paper": pair["paper"], "section": pair["section"],
-            "shape": pair["shape"], "style": pair["style"], "weight": weight, "tokens": count_tokens(messages)}
+            "shape": pair["shape"], "style": pair["style"], "kind": pair["kind"], "weight": weight,
+            "tokens": count_tokens(messages)}
 
 
 def section_weight(section: str, weights: dict[str, float]) -> float:

@@ -15,6 +15,7 @@ from typing import Any
 
 from voicetune.chat import chat_token_counter
 from voicetune.errors import UserError
+from voicetune.revisions import KIND, diff
 from voicetune.records import PAIR_FIELDS, chat_record, section_weight, read_json, read_jsonl, read_split, write_jsonl
 # Word 3-gram shingles: long enough that two different paragraphs on one topic share few,
 # short enough that a one-word edit in a 100-word paragraph changes only ~3 of ~98 shingles.
@@ -34,7 +35,10 @@ def run(ctx) -> dict:
     valid_papers = read_split(ctx.inputs["split"])["valid"]
     count = chat_token_counter(ctx.tokenizer())
     weights = dict(cfg.data.section_weights)
-    records = [chat_record(p, cfg.corpus.persona, cfg.data.instruction, section_weight(p["section"], weights), count)
+    revision_weight = cfg.data.revisions.weight
+    records = [chat_record(p, cfg.corpus.persona, cfg.data.instruction,
+                           section_weight(p["section"], weights) * (revision_weight if p["kind"] == KIND else 1.0),
+                           count)
                for p in kept]
     splits = {
         "train": [r for r in records if r["paper"] not in valid_papers],
@@ -89,10 +93,11 @@ def dedup(pairs: list[dict]) -> tuple[list[dict], list[dict]]:
 
     Several rough styles of one unit share its original on purpose, so duplicates are judged
     per unit: the first unit wins, every pair of a later duplicate unit goes, and so does a
-    repeated (unit, style) row.
+    repeated (unit, style) row. A revision pair's original is the text a de-polished unit
+    holds too (a second rough draft of it, by the author), so each kind is judged apart.
     """
-    exact: dict[str, str] = {}
-    by_shape: dict[str, list[tuple[str, frozenset]]] = defaultdict(list)
+    exact: dict[tuple, str] = {}
+    by_shape: dict[tuple, list[tuple[str, frozenset]]] = defaultdict(list)
     verdicts: dict[str, dict | None] = {}
     seen_rows: set[tuple[str, str]] = set()
     kept, removed = [], []
@@ -114,11 +119,11 @@ def dedup(pairs: list[dict]) -> tuple[list[dict], list[dict]]:
 
 def _judge_unit(pair: dict, exact: dict, by_shape: dict) -> dict | None:
     """None when the unit is new (and register it), else why it duplicates an earlier one."""
-    key = normalize(pair["original"])
+    key, group = (pair["kind"], normalize(pair["original"])), (pair["kind"], pair["shape"])
     if key in exact:
         return {"reason": "exact", "duplicate_of": exact[key], "similarity": 1.0}
     mine = shingles(pair["original"])
-    for other_id, theirs in by_shape[pair["shape"]]:
+    for other_id, theirs in by_shape[group]:
         # Jaccard <= min/max of the set sizes: skip pairs that cannot reach the threshold.
         if min(len(mine), len(theirs)) < NEAR_DUP_JACCARD * max(len(mine), len(theirs)):
             continue
@@ -126,7 +131,7 @@ def _judge_unit(pair: dict, exact: dict, by_shape: dict) -> dict | None:
         if sim >= NEAR_DUP_JACCARD:
             return {"reason": "near", "duplicate_of": other_id, "similarity": round(sim, 3)}
     exact[key] = pair["unit_id"]
-    by_shape[pair["shape"]].append((pair["unit_id"], mine))
+    by_shape[group].append((pair["unit_id"], mine))
     return None
 
 
@@ -151,14 +156,16 @@ def viewer_data(pairs: list[dict], valid_papers: set[str], records: list[dict],
     for pair, record in zip(pairs, records):
         shown.append({
             "id": pair["id"], "paper": pair["paper"], "section": pair["section"],
-            "shape": pair["shape"], "style": pair["style"],
+            "shape": pair["shape"], "style": pair["style"], "kind": pair["kind"],
             "split": "valid" if pair["paper"] in valid_papers else "train",
             "rough": pair["rough"], "original": pair["original"],
             "words_rough": len(pair["rough"].split()),
             "words_original": len(pair["original"].split()),
             "tokens": record["tokens"], "weight": record["weight"],
+            # The author's edits, highlighted in the viewer.
+            **({"diff": diff(pair["rough"], pair["original"])} if pair["kind"] == KIND else {}),
         })
-    keep = ("unit_id", "paper", "section", "shape", "style", "reason", "detail", "rough")
+    keep = ("unit_id", "paper", "section", "shape", "style", "kind", "reason", "detail", "rough")
     return {
         "records": shown,
         "rejected": [{k: r.get(k, "") for k in keep} for r in rejected],

@@ -6,7 +6,7 @@
   const data = window.VOICETUNE_DATA || { records: [], rejected: [] };
   const records = data.records;
   const $ = (id) => document.getElementById(id);
-  const filters = ["shape", "section", "style", "split"].map((f) => $("filter-" + f));
+  const filters = ["kind", "shape", "section", "style", "split"].map((f) => $("filter-" + f));
   let shown = records;
   let index = 0;
 
@@ -43,6 +43,18 @@
     return span;
   }
 
+  function showDiff(target, ops, side, tag) {
+    target.replaceChildren();
+    ops.forEach(([op, text]) => {
+      if (op === "=") target.append(text);
+      else if (op === side) {
+        const mark = document.createElement(tag);
+        mark.textContent = text;
+        target.append(mark);
+      }
+    });
+  }
+
   function render() {
     const record = shown[index];
     $("counter").textContent = shown.length ? `${index + 1} / ${shown.length}` : "0 / 0";
@@ -50,13 +62,19 @@
     $("pair").hidden = !record;
     $("meta").replaceChildren();
     if (!record) return;
-    $("rough").textContent = record.rough;
-    $("original").textContent = record.original;
+    if (record.diff) {
+      // A revision pair: the author's deletions marked in the rough text, insertions in the polished.
+      showDiff($("rough"), record.diff, "-", "del");
+      showDiff($("original"), record.diff, "+", "ins");
+    } else {
+      $("rough").textContent = record.rough;
+      $("original").textContent = record.original;
+    }
     $("words-rough").textContent = `(${record.words_rough} words)`;
     $("words-original").textContent = `(${record.words_original} words)`;
     $("meta").append(
       metaItem("id", record.id), metaItem("paper", record.paper), metaItem("section", record.section),
-      metaItem("shape", record.shape), metaItem("style", record.style), metaItem("split", record.split),
+      metaItem("kind", record.kind), metaItem("shape", record.shape), metaItem("style", record.style), metaItem("split", record.split),
       metaItem("tokens", record.tokens), metaItem("weight", record.weight));
   }
 
@@ -68,7 +86,7 @@
 
   function renderRejected() {
     const body = $("rejected-rows");
-    const fields = ["reason", "detail", "paper", "section", "shape", "style", "rough"];
+    const fields = ["reason", "detail", "paper", "section", "shape", "style", "kind", "rough"];
     data.rejected.forEach((item) => {
       const row = document.createElement("tr");
       fields.forEach((f) => {
