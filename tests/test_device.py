@@ -78,3 +78,53 @@ def test_eval_loss_sends_its_batches_to_the_models_device(meta_model):
     with pytest.raises(Stop):
         mean_loss(model, examples, seq_len=16, pad_id=1, batch_size=2)
     assert seen and set(seen) == {"meta"}
+
+
+def _spy_generate(model, seen):
+    import torch
+
+    def spy(**kwargs):
+        seen.extend(str(v.device) for v in kwargs.values() if isinstance(v, torch.Tensor))
+        raise Stop
+
+    model.generate = spy
+
+
+def test_training_probes_send_their_inputs_to_the_models_device(meta_model, tokenizer):
+    from types import SimpleNamespace
+
+    from voicetune.stages.train.callbacks import ProbeCallback
+
+    model, seen = meta_model
+    _spy_generate(model, seen)
+    probe = {"probe_id": "p1", "shape": "paragraph", "messages": [
+        {"role": "system", "content": "text"}, {"role": "user", "content": "draft"},
+        {"role": "assistant", "content": "text"}]}
+    callback = ProbeCallback(tokenizer, [probe], [4], ["<|im_end|>"], history=SimpleNamespace(data={"generations": []}))
+    with pytest.raises(Stop):
+        callback.on_evaluate(None, SimpleNamespace(global_step=1), None, model=model)
+    assert seen and set(seen) == {"meta"}
+
+
+def test_parity_transformers_runtime_sends_its_inputs_to_the_models_device(meta_model, tokenizer):
+    from voicetune.stages.export.runtimes import Transformers
+
+    model, seen = meta_model
+    _spy_generate(model, seen)
+    runtime = Transformers("transformers", "merged", model, tokenizer, ["<|im_end|>"])
+    with pytest.raises(Stop):
+        runtime.generate([[{"role": "user", "content": "draft text"}]], [4])
+    assert seen and set(seen) == {"meta"}
+
+
+def test_inference_placement_is_fp32_on_this_cpu():
+    import torch
+
+    from voicetune.models import inference_placement
+
+    expected = ("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
+    device, dtype = inference_placement()
+    assert device == expected
+    assert dtype == {"cpu": torch.float32, "mps": torch.float16}.get(device, dtype)
+    if device == "cuda":
+        assert dtype in (torch.bfloat16, torch.float16)

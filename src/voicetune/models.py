@@ -42,14 +42,35 @@ def model_source(model_cfg, cache: Cache) -> str:
     return str(folder)
 
 
-def load_model(model_cfg, cache: Cache, dtype=None):
-    """The base causal LM (fp32 unless a dtype is given), SDPA attention."""
+def inference_placement():
+    """(device, dtype) for generation and eval losses on this machine: bf16 on CUDA (fp16 on a card
+    without bf16), fp16 on MPS (its bf16 matmuls are emulated), fp32 on CPU (fp16 matmuls there are
+    slower than fp32)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if torch.backends.mps.is_available():
+        return "mps", torch.float16
+    return "cpu", torch.float32
+
+
+def load_model(model_cfg, cache: Cache, dtype=None, device: str = "cpu"):
+    """The base causal LM (fp32 unless a dtype is given) on `device`, SDPA attention."""
     import torch
     from transformers import AutoModelForCausalLM
 
     source = model_source(model_cfg, cache)
+    # Straight onto an accelerator: an 8B model in bf16 is 16 GB that need not pass through RAM.
+    placed = {} if device == "cpu" else {"device_map": {"": device}}
     try:
         return AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32,
-                                                    attn_implementation="sdpa")
+                                                    attn_implementation="sdpa", **placed)
     except OSError as exc:
         raise UserError(f"model.name_or_path={model_cfg.name_or_path!r}: cannot load ({str(exc).splitlines()[0]})")
+
+
+def load_for_inference(model_cfg, cache: Cache):
+    """The base model on this machine's best device and dtype (inference_placement)."""
+    device, dtype = inference_placement()
+    return load_model(model_cfg, cache, dtype=dtype, device=device)

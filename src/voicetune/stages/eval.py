@@ -55,13 +55,13 @@ def run(ctx) -> dict:
     """Generate with tuned and base model for every held-out draft; write eval.json."""
     from peft import PeftModel
 
-    from voicetune.models import load_model
+    from voicetune.models import load_for_inference
 
     cfg, inputs, out, tracker = ctx.cfg, ctx.inputs, ctx.out, ctx.tracker
     tok = ctx.tokenizer()
     ends = end_tokens(cfg.model, tok)
     end_ids = [tok.convert_tokens_to_ids(t) for t in ends]
-    model = PeftModel.from_pretrained(load_model(cfg.model, ctx.cache), str(inputs["train"] / "adapter"))
+    model = PeftModel.from_pretrained(load_for_inference(cfg.model, ctx.cache), str(inputs["train"] / "adapter"))
     heldout = read_jsonl(inputs["heldout"] / "heldout.jsonl")
     valid = read_jsonl(inputs["dataset"] / "valid.jsonl")
     valid = one_style_per_passage(valid, cfg.data.seed)[: cfg.eval.loss_records or None]

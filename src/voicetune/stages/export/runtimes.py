@@ -48,20 +48,22 @@ class Transformers:
         from peft import PeftModel
         from transformers import AutoTokenizer
 
-        from voicetune.models import load_model
+        from voicetune.models import load_for_inference
 
-        model = PeftModel.from_pretrained(load_model(cfg.model, cache), adapter)
+        model = PeftModel.from_pretrained(load_for_inference(cfg.model, cache), adapter)
         return cls("transformers+peft", "adapter", model, AutoTokenizer.from_pretrained(adapter), cfg.model.end_tokens)
 
     @classmethod
     def folder(cls, path: Path, artifact: str, end_tokens, gguf_file: str | None = None) -> "Transformers":
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from voicetune.models import inference_placement
 
         extra = {"gguf_file": gguf_file} if gguf_file else {}
         tok = AutoTokenizer.from_pretrained(path, **extra)
-        # fp32 on CPU: fp16 matmuls there are slower, and the weights are the exported ones either way.
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **extra)
+        device, dtype = inference_placement()
+        placed = {} if device == "cpu" else {"device_map": {"": device}}
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **extra, **placed)
         name = f"transformers gguf_file={gguf_file}" if gguf_file else "transformers"
         return cls(name, artifact, model, tok, end_tokens)
 
