@@ -252,7 +252,7 @@ def test_compute_modal_exports_remotely_and_installs_lm_studio_here(cfg_factory,
     cfg = cfg_factory(["compute=modal", "export=[gguf,lmstudio]", f"export.lmstudio.models_dir={tmp_path}/lms",
                        "export.name=jane-voice"])
     cfg, _ = resolve_choices(cfg, ["train", "export"])
-    assert placement(cfg, "export") == "modal" and placement(cfg, "eval") == "local"  # compute.stages
+    assert placement(cfg, "export") == "modal" and placement(cfg, "eval") == "modal"  # compute.stages: all three
     spec, out = STAGES["export"], tmp_path / "out"
     out.mkdir()
     services = Services(Cache(cfg.cache_dir))

@@ -223,6 +223,8 @@ class ModelConfig:
     name: str = MISSING
     name_or_path: str = MISSING
     gguf_file: Optional[str] = None
+    # Billions of parameters: only for compute.dry_run's estimates of time, cost and sizes.
+    params_b: Optional[float] = None
     chat_template: Optional[str] = None
     end_tokens: list[str] = field(default_factory=list)
 
@@ -331,7 +333,7 @@ REMOTE_STAGES = ("train", "eval", "export")
 class ComputeConfig:
     target: ComputeTarget = ComputeTarget.local
     # Where compute.target is remote, these stages run there; the rest stay on this machine.
-    stages: list[Stage] = field(default_factory=lambda: [Stage.train, Stage.export])
+    stages: list[Stage] = field(default_factory=lambda: [Stage.train, Stage.eval, Stage.export])
     gpu: ModalGpu = ModalGpu["A100-40GB"]
     # Seconds per attempt (Modal allows up to 24 h); the seed's 2 epochs took 18 min on an A100.
     timeout: int = 3600
@@ -343,6 +345,8 @@ class ComputeConfig:
         "hf_cache": "voicetune-hf-cache", "runs": "voicetune-runs"})
     # Names of Modal secrets (`modal secret create wandb WANDB_API_KEY=...`), never their values.
     secrets: list[str] = field(default_factory=list)
+    # Print what would run where (GPU, image, uploads, downloads, minutes, dollars); send nothing.
+    dry_run: bool = False
 
 
 @dataclass

@@ -198,6 +198,11 @@ class PipelineRun:
         cache = self.services.cache
         hit = cache.get(spec.name, key)
         where = placement(self.cfg, spec.name)
+        if where != "local" and not hit and self.cfg.compute.dry_run:
+            from voicetune.compute.plan import describe
+
+            remote = [n for n in self.planned[self.planned.index(spec.name):] if placement(self.cfg, n) != "local"]
+            raise DryRun(describe(self.cfg, self.outputs, remote))
         record = {"name": spec.name, "key": key, "status": "hit" if hit else "miss", "placement": where,
                   "reads": list(spec.reads)}
         if hit:
