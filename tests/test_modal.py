@@ -218,7 +218,7 @@ def test_a_retried_call_resumes_in_the_same_volume_folder(modal_cfg, inputs, tmp
 def test_run_remote_returns_metrics_with_the_remote_record(modal_cfg, inputs, tmp_path, monkeypatch):
     volume_root = tmp_path / "volume"
     monkeypatch.setattr(remote, "has_token", lambda: True)
-    monkeypatch.setattr(remote, "launch", lambda compute, body: (
+    monkeypatch.setattr(remote, "launch", lambda compute, body, tools: (
         remote.execute(body, volume_root, function=fake_train),
         remote.remote_record("ap-123", "fc-456", compute.gpu, 18 * 60)))
     monkeypatch.setattr(remote, "runs_volume", lambda compute: FolderVolume(volume_root))
@@ -299,3 +299,34 @@ def test_container_view_is_the_stages_view_and_refuses_other_keys(modal_cfg, inp
     with pytest.raises(Exception):
         seen.train.epochs = 9  # read-only, as the pipeline hands it
     assert os.environ.get("MODAL_TOKEN_ID") is None  # no test here ever sets a token
+
+
+@pytest.mark.parametrize("formats, source, wanted", [
+    (["gguf"], "gguf", {"llama-cpp-python"}),
+    (["mlx_q4"], "gguf", {"mlx-lm", "mlx"}),
+    (["merged"], "gguf", set()),
+    (["lmstudio"], "mlx", {"mlx-lm", "mlx"}),  # LM Studio on a Mac installs the MLX build
+    (["lmstudio"], "gguf", {"llama-cpp-python"}),
+])
+def test_the_image_carries_exactly_what_the_export_formats_need(formats, source, wanted):
+    from omegaconf import OmegaConf
+
+    view = OmegaConf.create({"export": {"formats": {f: True for f in formats}, "lmstudio": {"source": source}}})
+    tools = remote.export_packages(view)
+    assert {remote.requirement_name(t) for t in tools} == wanted
+    assert all(";" not in t for t in tools)  # Linux's own lines, markers evaluated
+    if "mlx" in wanted:
+        assert any(t.startswith("mlx[cpu]") for t in tools)  # plain mlx cannot import on Linux
+
+
+def test_a_gguf_export_image_builds_llama_cpp_for_any_cpu(monkeypatch):
+    import modal
+
+    steps = []
+    for name in ("uv_pip_install", "apt_install", "env"):
+        monkeypatch.setattr(modal.Image, name, lambda self, *a, _n=name, **k: steps.append((_n, a)) or self)
+    remote.build_image(["llama-cpp-python[server]==0.3.36"])
+    names = [n for n, _ in steps]
+    assert names[:4] == ["uv_pip_install", "apt_install", "env", "uv_pip_install"]  # torch layer first, tools after
+    assert steps[2][1][0] == {"CMAKE_ARGS": remote.PORTABLE_LLAMA_CPP}
+    assert steps[3][1] == ("llama-cpp-python[server]==0.3.36",)

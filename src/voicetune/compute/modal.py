@@ -33,6 +33,10 @@ ENV_SECRETS = ("WANDB_API_KEY", "HF_TOKEN")
 # The seed's 18 min on an A100-40GB: 0.3 h x $2.10 = $0.63 of GPU time.
 GPU_PRICE_PER_HOUR = {"T4": 0.59, "L4": 0.80, "A10G": 1.10, "L40S": 1.95, "A100-40GB": 2.10,
                       "A100-80GB": 2.50, "H100": 3.95, "H200": 4.54, "B200": 6.25}
+# Export format -> the `export` extra's packages it needs where it runs.
+FORMAT_TOOLS = {"gguf": ("llama-cpp-python",), "mlx_q4": ("mlx-lm", "mlx")}
+LINUX_EXPORT = {"sys_platform": "linux", "platform_system": "Linux", "extra": "export"}
+PORTABLE_LLAMA_CPP = "-DGGML_NATIVE=OFF"
 NO_TOKEN = "compute=modal: no Modal token; run `modal setup` (or set MODAL_TOKEN_ID/MODAL_TOKEN_SECRET)"
 
 
@@ -42,7 +46,7 @@ def run_remote(spec, ctx, compute, tracking: dict) -> dict:
 
     require_token()
     body = build_payload(spec, ctx, compute, tracking)
-    result, remote = launch(compute, body)
+    result, remote = launch(compute, body, export_packages(ctx.cfg) if spec.name == "export" else [])
     copy_back(runs_volume(compute), f"{body['key']}/out", ctx.out)
     tracker = ctx.tracker
     if tracker is not None:
@@ -87,11 +91,12 @@ def build_payload(spec, ctx, compute, tracking: dict) -> dict:
             "tracking": tracking, "runs_volume": compute.volumes.runs}
 
 
-def launch(compute, body: dict) -> tuple[dict, dict]:
-    """Spawn the call on an ephemeral app, wait for it; its result and the manifest's remote record."""
+def launch(compute, body: dict, tools: list[str]) -> tuple[dict, dict]:
+    """Spawn the call on an ephemeral app (its image with `tools` added), wait for it; its result
+    and the manifest's remote record."""
     import modal
 
-    app, fn = build_app(compute)
+    app, fn = build_app(compute, tools)
     with modal.enable_output(), app.run():
         started = time.perf_counter()
         call = fn.spawn(body)
@@ -133,28 +138,66 @@ def copy_back(volume, prefix: str, out: Path) -> list[str]:
 # ---------------------------------------------------------------- the app
 
 
-def build_app(compute):
+def build_app(compute, tools: list[str] = ()):
     """The Modal app and its one function, configured from the `compute` group."""
     import modal
 
     app = modal.App(APP_NAME)
-    return app, app.function(**function_options(compute))(container_main)
+    return app, app.function(**function_options(compute, tools))(container_main)
 
 
-def function_options(compute) -> dict:
+def function_options(compute, tools: list[str] = ()) -> dict:
     """`@app.function` arguments: GPU, timeout and retries from config, volumes, secrets, image."""
-    return {"image": build_image(), "gpu": compute.gpu, "timeout": compute.timeout,
+    return {"image": build_image(tools), "gpu": compute.gpu, "timeout": compute.timeout,
             "retries": compute.retries, "volumes": volumes(compute), "secrets": secrets(compute)}
 
 
-def build_image():
-    """Debian + the pinned CUDA stack + voicetune's other dependencies + the local voicetune source."""
+def build_image(tools: list[str] = ()):
+    """Debian + the pinned CUDA stack + voicetune's other dependencies (+ the export `tools`) + the
+    local voicetune source. Each is its own layer, so a new export format reuses the torch layer."""
     import modal
 
-    return (modal.Image.debian_slim(python_version="3.11")
-            .uv_pip_install(*image_packages())
-            .env({"HF_HOME": MOUNTS["hf_cache"]})
-            .add_local_python_source("voicetune"))
+    image = modal.Image.debian_slim(python_version="3.11").uv_pip_install(*image_packages())
+    if any(requirement_name(t) == "llama-cpp-python" for t in tools):
+        # llama-cpp-python builds from source: a compiler, and a build for any x86-64 CPU, not the builder's.
+        image = image.apt_install("build-essential", "cmake").env({"CMAKE_ARGS": PORTABLE_LLAMA_CPP})
+    if tools:
+        image = image.uv_pip_install(*tools)
+    return image.env({"HF_HOME": MOUNTS["hf_cache"]}).add_local_python_source("voicetune")
+
+
+def export_packages(view) -> list[str]:
+    """The `export` extra's packages the stage's formats need in a Linux container: llama.cpp for
+    GGUF (convert, quantize, parity), mlx-lm with mlx[cpu] for MLX; LM Studio takes its source's."""
+    from packaging.requirements import Requirement
+
+    formats = {f for f, on in view.export.formats.items() if on}
+    if "lmstudio" in formats:
+        formats.add("mlx_q4" if str(view.export.lmstudio.source) == "mlx" else "gguf")
+    wanted = {name for f in formats for name in FORMAT_TOOLS.get(f, ())}
+    found = []
+    for text in extra_requirements("export"):
+        req = Requirement(text)
+        if requirement_name(text) in wanted and (req.marker is None or req.marker.evaluate(LINUX_EXPORT)):
+            req.marker = None
+            found.append(str(req))
+    return found
+
+
+def extra_requirements(extra: str) -> list[str]:
+    """An optional-dependency list of voicetune: from pyproject.toml in a source tree, else the metadata."""
+    from importlib.metadata import requires
+
+    from voicetune.backends.unsloth import source_project
+
+    project = source_project()
+    if project is not None:
+        return list(project.get("optional-dependencies", {}).get(extra, []))
+    from packaging.requirements import Requirement
+
+    reqs = [Requirement(r) for r in requires("voicetune") or []]
+    return [str(r) for r in reqs if r.marker is not None and r.marker.evaluate({**LINUX_EXPORT, "extra": extra})
+            and not r.marker.evaluate({**LINUX_EXPORT, "extra": ""})]
 
 
 def image_packages() -> list[str]:
