@@ -1,16 +1,17 @@
-"""Tracked changes in real .docx files: headings that carry them."""
+"""Tracked changes in real .docx files: headings that carry them, and the author's revisions."""
 
 from __future__ import annotations
 
 import pytest
 from docx_factory import (
-    DELETED_MARK, INSERTED_MARK, dele, heading, ins, make_docx, p, ppr_change, prose, r,
-    rpr_change, title,
+    DELETED_MARK, INSERTED_MARK, MOVED_FROM_MARK, MOVED_TO_MARK, dele, heading, ins, make_docx,
+    move_from, move_to, p, ppr_change, prose, r, rpr_change, title,
 )
 from omegaconf import OmegaConf
 
 from voicetune.config import CorpusConfig
 from voicetune.stages.extract import Rules, extract_paper
+from voicetune.stages.extract.document import Revision, changed_words
 from voicetune.stages.extract.ooxml import read_document
 
 INTRO = prose("Introduction text")
@@ -129,3 +130,91 @@ def test_heading_with_deleted_paragraph_mark_joins_the_next(tmp_path, rules, for
     assert paper.sections[0].paragraphs == [INTRO, f"{shown} {METHODS}"]
     assert paras[-1].level is None and not paras[-1].bold
 
+
+# ------------------------------------------------------------------ revisions
+
+def read(tmp_path, body: str, **kw):
+    return read_document(make_docx(tmp_path / "rev.docx", title("T") + heading("Introduction")
+                                   + body), **kw)
+
+
+def test_only_the_substantive_edit_is_a_revision(tmp_path):
+    substantive = p(r("We measured "), dele("thirty"), ins(r("forty")), r(" mice over "),
+                    dele("two short"), ins(r("six long")), r(" weeks."))
+    tiny = p(r("The data "), dele("is"), ins(r("are")), r(" shown in the first figure."))
+    formatting = p(r("A sentence made bold ", rpr="<w:b/>" + rpr_change()),
+                   r("and one made italic.", rpr="<w:i/>" + rpr_change("<w:b/>")),
+                   ppr=ppr_change('<w:jc w:val="center"/>'))
+    doc = read(tmp_path, substantive + tiny + formatting + p("An unedited paragraph."))
+    assert [x.text for x in doc.paragraphs[2:]] == [
+        "We measured forty mice over six long weeks.", "The data are shown in the first figure.",
+        "A sentence made bold and one made italic.", "An unedited paragraph."]
+    assert doc.revisions == [Revision("We measured thirty mice over two short weeks.",
+                                      "We measured forty mice over six long weeks.", 2)]
+    low = read(tmp_path, substantive + tiny + formatting, min_changed_words=1)
+    assert [x.para_index for x in low.revisions] == [2, 3]
+
+
+def test_revision_keeps_its_section(tmp_path, rules):
+    edited = p(r("Mice were housed "), dele("in pairs at room temperature"),
+               ins(r("alone at 22 C")), r(" for a week."))
+    path = make_docx(tmp_path / "s.docx", title("T") + heading("Introduction") + p(INTRO)
+                     + heading("Methods") + edited)
+    doc = read_document(path)
+    [rev] = doc.revisions
+    assert rev.before == "Mice were housed in pairs at room temperature for a week."
+    assert rev.after == "Mice were housed alone at 22 C for a week."
+    assert doc.paragraphs[rev.para_index].text == rev.after
+    assert doc.paragraphs[rev.para_index - 1].text == "Methods"
+
+
+def test_paragraphs_inserted_or_deleted_whole_are_not_revisions(tmp_path):
+    inserted = p(ins(r("A paragraph the author added in this round of edits.")), ppr=INSERTED_MARK)
+    deleted = p(dele("A paragraph the author removed in this round of edits."), ppr=DELETED_MARK)
+    doc = read(tmp_path, inserted + deleted + p("The paragraph that stays."))
+    assert [x.text for x in doc.paragraphs[2:]] == [
+        "A paragraph the author added in this round of edits.", "The paragraph that stays."]
+    assert doc.revisions == []
+
+
+def test_moved_paragraph_is_not_a_revision(tmp_path):
+    moved = "A paragraph moved further down by the author."
+    body = (p(move_from(moved), ppr=MOVED_FROM_MARK) + p("First paragraph stays here.")
+            + p("Second paragraph stays too.") + p(move_to(moved), ppr=MOVED_TO_MARK))
+    doc = read(tmp_path, body)
+    assert [x.text for x in doc.paragraphs[2:]] == [
+        "First paragraph stays here.", "Second paragraph stays too.", moved]
+    assert doc.revisions == []
+
+
+def test_moved_sentence_changes_both_paragraphs(tmp_path):
+    sentence = " Both groups were weighed every week."
+    body = (p(r("Mice were fed daily."), move_from(sentence))
+            + p(r("Weights were recorded."), move_to(sentence)))
+    doc = read(tmp_path, body)
+    assert [(x.before, x.after) for x in doc.revisions] == [
+        ("Mice were fed daily. Both groups were weighed every week.", "Mice were fed daily."),
+        ("Weights were recorded.", "Weights were recorded. Both groups were weighed every week.")]
+
+
+def test_deleted_paragraph_mark_joins_two_paragraphs(tmp_path):
+    joined = p("The first half of a thought,", ppr=DELETED_MARK) + p("and its second half.")
+    assert read(tmp_path, joined).revisions == []  # words unchanged: no revision
+    edited = (p("The first half of a thought,", ppr=DELETED_MARK)
+              + p(r("and "), dele("then its second"), ins(r("its very last")), r(" half.")))
+    doc = read(tmp_path, edited)
+    assert doc.paragraphs[-1].text == "The first half of a thought, and its very last half."
+    assert doc.revisions == [Revision("The first half of a thought, and then its second half.",
+                                      "The first half of a thought, and its very last half.", 2)]
+
+
+def test_file_without_tracked_changes_has_no_revisions(tmp_path):
+    assert read(tmp_path, p(INTRO) + p(METHODS)).revisions == []
+
+
+@pytest.mark.parametrize("old,new,count", [
+    ("a b c d", "a b c d", 0), ("a b c d", "a x c d", 1), ("a b c d", "x b c y", 2),
+    ("a b c d", "a b c d e f", 2), ("a b c d", "c d", 2), ("a b", "", 2),
+    ("we saw two mice", "we saw three large rats", 3)])
+def test_changed_words(old, new, count):
+    assert changed_words(old.split(), new.split()) == count
