@@ -103,9 +103,9 @@ def t(text: str) -> str:
     return f'<w:t xml:space="preserve">{escape(text)}</w:t>'
 
 
-def r(text: str, bold: bool = False, style: str | None = None) -> str:
-    """One run."""
-    props = ('<w:b/>' if bold else "") + (f'<w:rStyle w:val="{style}"/>' if style else "")
+def r(text: str, bold: bool = False, style: str | None = None, rpr: str = "") -> str:
+    """One run; `rpr` is raw run-property XML (w:caps, w:rPrChange, ...)."""
+    props = (f'<w:rStyle w:val="{style}"/>' if style else "") + ('<w:b/>' if bold else "") + rpr
     return f"<w:r>{f'<w:rPr>{props}</w:rPr>' if props else ''}{t(text)}</w:r>"
 
 
@@ -131,9 +131,10 @@ def ins(*runs: str) -> str:
     return f'<w:ins w:id="91" w:author="A" w:date="2024-01-01T00:00:00Z">{"".join(runs)}</w:ins>'
 
 
-def dele(text: str) -> str:
-    """Tracked deletion of `text`."""
-    return (f'<w:del w:id="92" w:author="A" w:date="2024-01-01T00:00:00Z"><w:r>'
+def dele(text: str, rpr: str = "") -> str:
+    """Tracked deletion of `text` (one run, with run properties `rpr`)."""
+    props = f"<w:rPr>{rpr}</w:rPr>" if rpr else ""
+    return (f'<w:del w:id="92" w:author="A" w:date="2024-01-01T00:00:00Z"><w:r>{props}'
             f'<w:delText xml:space="preserve">{escape(text)}</w:delText></w:r></w:del>')
 
 
@@ -146,6 +147,22 @@ def move_to(text: str) -> str:
 
 
 DELETED_MARK = '<w:rPr><w:del w:id="95" w:author="A" w:date="2024-01-01T00:00:00Z"/></w:rPr>'
+# The paragraph mark inserted, or moved away / here (the first w:pPr/w:rPr of a paragraph).
+INSERTED_MARK = '<w:rPr><w:ins w:id="96" w:author="A" w:date="2024-01-01T00:00:00Z"/></w:rPr>'
+MOVED_FROM_MARK = '<w:rPr><w:moveFrom w:id="99" w:author="A"/></w:rPr>'
+MOVED_TO_MARK = '<w:rPr><w:moveTo w:id="100" w:author="A"/></w:rPr>'
+
+
+def ppr_change(old: str = "") -> str:
+    """Tracked paragraph-property change (last in w:pPr); `old` is the former w:pPr content."""
+    return (f'<w:pPrChange w:id="97" w:author="A" w:date="2024-01-01T00:00:00Z">'
+            f"<w:pPr>{old}</w:pPr></w:pPrChange>")
+
+
+def rpr_change(old: str = "") -> str:
+    """Tracked run-property change (last in w:rPr); `old` is the former w:rPr content."""
+    return (f'<w:rPrChange w:id="98" w:author="A" w:date="2024-01-01T00:00:00Z">'
+            f"<w:rPr>{old}</w:rPr></w:rPrChange>")
 
 
 def complex_field(code: str, result: str) -> str:

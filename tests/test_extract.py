@@ -164,6 +164,68 @@ def test_inline_excluded_label_paragraph_dropped(tmp_path, rules):
     assert text_of(extract(tmp_path, rules, body)) == INTRO
 
 
+# Real journal headings -> what the default whitelist makes of them, as a plain (unstyled)
+# line: ("section", canonical), "excluded", "end", or None (unknown).
+HEADING_MEANINGS = {
+    "Limitations": "limitations", "Strengths and limitations": "limitations",
+    "Study limitations": "limitations", "Limitations of the study": "limitations",
+    "5.3 Limitations of this study": "limitations",
+    "Background": "introduction", "Related work": "introduction",
+    "Literature review": "introduction", "Statement of need": "introduction",
+    "Methods": "methods", "Materials and Methods": "methods", "Material and methods": "methods",
+    "Patients and Methods": "methods", "Subjects and Methods": "methods",
+    "Methodology": "methods", "Experimental": "methods", "Experimental Section": "methods",
+    "Data and methods": "methods",
+    "Results": "results", "Findings": "results", "Case presentation": "results",
+    "Case report": "results",
+    "Interpretation": "discussion", "Results and Discussion": "discussion",
+    "Discussion": "discussion",
+    "Conclusions": "conclusion", "Concluding remarks": "conclusion", "Outlook": "conclusion",
+    "Conclusions and Relevance": "conclusion",  # JAMA's last abstract label: kept there
+    "Summary": "abstract", "Abstract": "abstract",
+    "Objective": None, "Importance": None, "Design, Setting, and Participants": None,
+    "Main Outcomes and Measures": None,
+    "Research in context": "excluded", "Evidence before this study": "excluded",
+    "Added value of this study": "excluded",
+    "Implications of all the available evidence": "excluded",
+    "Data availability": "excluded", "Code availability": "excluded",
+    "Availability of data and materials": "excluded", "Author contributions": "excluded",
+    "Authors' contributions": "excluded", "CRediT authorship contribution statement": "excluded",
+    "Competing interests": "excluded", "Declaration of interests": "excluded",
+    "Ethics": "excluded", "Ethics approval and consent to participate": "excluded",
+    "Funding": "excluded", "Role of the funding source": "excluded",
+    "Acknowledgements": "excluded", "Acknowledgments": "excluded",
+    "Supplementary material": "excluded", "Abbreviations": "excluded",
+    "References": "end", "Bibliography": "end", "Literature cited": "end",
+    "Works cited": "end", "Reference list": "end",
+}
+
+
+@pytest.mark.parametrize("text,expected", HEADING_MEANINGS.items(), ids=list(HEADING_MEANINGS))
+def test_default_heading_meanings(rules, text, expected):
+    meaning = rules.meaning(text, styled=False)
+    kind = meaning and (meaning[1] if meaning[0] == "section" else meaning[0])
+    assert kind == expected
+
+
+def test_plain_limitations_heading_is_its_own_section(tmp_path, rules):
+    body = (title("T") + heading("Discussion") + p(INTRO) + p(r("Limitations", bold=True))
+            + p(METHODS) + p("CONCLUSIONS") + p(prose("Conclusion text")))
+    paper_ = extract(tmp_path, rules, body)
+    assert names(paper_) == ["discussion", "limitations", "conclusion"]
+    assert paper_.sections[1].paragraphs == [METHODS]
+
+
+def test_research_in_context_panel_is_left_out(tmp_path, rules):
+    panel = [p(r("Research in context", bold=True)),
+             p(r("Evidence before this study", bold=True)), p("We searched PubMed for PANEL terms."),
+             p(r("Added value of this study", bold=True)), p("PANEL text on what it adds.")]
+    body = (title("T") + heading("Abstract") + p(prose("Abstract text")) + "".join(panel)
+            + heading("Introduction") + p(INTRO))
+    paper_ = extract(tmp_path, rules, body)
+    assert names(paper_) == ["abstract", "introduction"] and "PANEL" not in text_of(paper_)
+
+
 # ------------------------------------------------------------------ headings
 
 def test_heading_styles_resolved_through_styles_xml(tmp_path, rules):

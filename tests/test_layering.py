@@ -17,7 +17,8 @@ from conftest import ROOT
 SRC = ROOT / "src"
 # Layers, top down; a module may import its own layer or any layer below.
 ENTRY = {"voicetune.cli", "voicetune.serve", "voicetune.rewrite"}
-ORCHESTRATION = {"voicetune.pipeline", "voicetune.preflight", "voicetune.compute", "voicetune.compute.modal"}
+ORCHESTRATION = {"voicetune.pipeline", "voicetune.preflight", "voicetune.compute", "voicetune.compute.modal",
+                 "voicetune.compute.plan"}
 REGISTRY = "voicetune.stages"
 
 

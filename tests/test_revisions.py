@@ -73,5 +73,5 @@ def test_diff_rebuilds_both_sides_and_counts_changed_words():
     assert "".join(t for op, t in ops if op != "+") == A_BEFORE
     assert "".join(t for op, t in ops if op != "-") == A
     assert {op for op, _ in ops} == {"=", "-", "+"}
-    assert changed_words(C_BEFORE, C) == 1 and changed_words(B, B) == 0
-    assert changed_words(A_BEFORE, A) >= 5
+    assert changed_words(C_BEFORE.split(), C.split()) == 1 and changed_words(B.split(), B.split()) == 0
+    assert changed_words(A_BEFORE.split(), A.split()) >= 5

@@ -62,38 +62,64 @@ STAGES = tuple(s.value for s in Stage)
 
 # Canonical section -> headings that mean it (lower case, numbering and punctuation removed
 # before matching). JOSS says "Summary" / "Statement of need" where journals say
-# Abstract / Introduction.
+# Abstract / Introduction. Structured-abstract labels that name no body section ("Objective",
+# "Importance", "Design, Setting, and Participants") are not listed: inside an abstract they
+# stay in it (extract.ABSTRACT_LABELS), elsewhere they are unknown. A case report's case
+# takes the place of results; a Lancet "Interpretation" is a discussion.
 DEFAULT_SECTIONS: dict[str, list[str]] = {
     "abstract": ["abstract", "summary", "structured abstract"],
     "introduction": [
         "introduction", "background", "statement of need", "motivation", "overview",
-        "introduction and background", "related work",
+        "introduction and background", "related work", "background and related work",
+        "previous work", "prior work", "literature review",
     ],
     "methods": [
-        "methods", "method", "materials and methods", "methodology", "methods and materials",
-        "experimental procedures", "patients and methods", "study design", "approach",
+        "methods", "method", "materials and methods", "material and methods", "methodology",
+        "methods and materials", "experimental procedures", "patients and methods",
+        "subjects and methods", "participants and methods", "data and methods",
+        "methods and analysis", "experimental", "experimental section", "experimental methods",
+        "experimental setup", "study design", "approach",
     ],
-    "results": ["results", "findings", "experiments", "evaluation"],
-    "discussion": ["discussion", "results and discussion", "general discussion"],
+    "results": ["results", "findings", "experiments", "evaluation", "case presentation",
+                "case report", "case description"],
+    "discussion": ["discussion", "results and discussion", "general discussion", "interpretation"],
+    "limitations": [
+        "limitations", "limitation", "strengths and limitations", "study limitations",
+        "limitations of the study", "limitations of this study", "strengths and weaknesses",
+    ],
     "conclusion": [
         "conclusion", "conclusions", "concluding remarks", "summary and conclusions",
-        "conclusions and future work", "future work",
+        "conclusions and future work", "future work", "conclusions and outlook", "outlook",
+        "final remarks",
     ],
 }
 
 # Headings whose section is kept out of the prose. "references" and its synonyms also end
-# the paper: everything after the reference list is dropped.
+# the paper: everything after the reference list is dropped. The Lancet's "Research in
+# context" panel (and its three fixed sub-headings), Elsevier's highlights, JAMA's key points
+# and BMJ's summary box are excluded: template answers to the editor's prompts (a search
+# strategy, bullet points) that repeat the abstract, not the author's running prose.
 DEFAULT_EXCLUDED: list[str] = [
     "acknowledgements", "acknowledgments", "acknowledgement", "acknowledgment",
-    "funding", "funding statement", "financial support", "disclosures", "disclosure",
+    "funding", "funding statement", "funding sources", "role of the funding source",
+    "financial support", "disclosures", "disclosure",
     "conflict of interest", "conflicts of interest", "competing interests",
-    "declaration of competing interest", "author contributions", "contributions",
+    "declaration of competing interest", "declaration of interests", "declarations",
+    "author contributions", "authors contributions", "credit authorship contribution statement",
+    "contributions", "contributors",
     "data availability", "data availability statement", "code availability",
-    "ethics statement", "supplementary material", "supplementary materials",
-    "supplementary information", "supporting information", "appendix", "keywords",
-    "abbreviations",
+    "availability of data and materials", "data sharing", "data sharing statement",
+    "ethics", "ethics statement", "ethics approval", "ethical approval",
+    "ethics approval and consent to participate", "consent for publication", "trial registration",
+    "supplementary material", "supplementary materials", "supplementary information",
+    "supplementary data", "supplemental material", "supporting information", "appendix",
+    "keywords", "abbreviations", "list of abbreviations",
+    "research in context", "evidence before this study", "added value of this study",
+    "implications of all the available evidence", "highlights", "key points",
+    "what is already known on this topic", "what this study adds",
 ]
-DEFAULT_END_MARKERS: list[str] = ["references", "bibliography", "works cited", "literature cited"]
+DEFAULT_END_MARKERS: list[str] = ["references", "bibliography", "works cited", "literature cited",
+                                  "reference list", "references cited"]
 
 
 @dataclass
@@ -120,8 +146,8 @@ class ShapeLimits:
 class RevisionConfig:
     """Pairs from the author's tracked changes (data.sources includes `revisions`)."""
 
-    # An edit of 1-2 words is a typo fix, not a lesson in voice: 3 changed words is the least
-    # that rewrites a phrase.
+    # 1-2 word edits are typo, tense and agreement fixes ("data is" -> "data are"): as pairs they
+    # teach a model to copy its input, not the author's rewriting; 3 is a rephrased clause.
     min_changed_words: int = 3
     # Sampling weight of a revision pair relative to a de-polished pair of the same section.
     weight: float = 1.0
@@ -169,7 +195,7 @@ DEFAULT_LIMITS = {
 
 DEFAULT_SECTION_WEIGHTS = {
     "abstract": 2.0, "introduction": 1.0, "methods": 1.0, "results": 1.0,
-    "discussion": 1.0, "body": 1.0, "conclusion": 0.5, "unknown": 0.25,
+    "discussion": 1.0, "limitations": 1.0, "body": 1.0, "conclusion": 0.5, "unknown": 0.25,
 }
 
 

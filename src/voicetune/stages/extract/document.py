@@ -2,12 +2,20 @@
 
 A reader (`ooxml` for Word, one module per other format) turns one file into a `Document`;
 `voicetune.stages.extract` then decides what each paragraph is (front matter, caption,
-heading, prose, the end of the paper) with the same rules for every format.
+heading, prose, the end of the paper) with the same rules for every format. `revision` is
+the one rule for which of the author's tracked edits count, whatever the format.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from voicetune.revisions import changed_words
+
+# Extraction keeps every edit that changes a word (a replaced word counts once); which ones
+# become training pairs is `data.revisions.min_changed_words` (3), so changing that does not
+# read the corpus again.
+MIN_CHANGED_WORDS = 1
 
 
 class ReadError(Exception):
@@ -28,7 +36,7 @@ class Revision:
 
     before: str  # reject all changes
     after: str  # accept all changes (the text the prose reading holds)
-    para_index: int  # of the accept-all paragraph in Document.paragraphs
+    para_index: int  # of the accepted paragraph in Document.paragraphs (its section follows)
 
 
 @dataclass(slots=True)
@@ -36,3 +44,13 @@ class Document:
     paragraphs: list[Para]
     sha256: str  # of the file's bytes
     revisions: list[Revision] = field(default_factory=list)
+
+
+def revision(before: str, after: str, para_index: int,
+             min_changed_words: int = MIN_CHANGED_WORDS) -> Revision | None:
+    """The Revision of one edited paragraph, or None: inserted or deleted whole, or too small."""
+    if not before or not after or before == after:
+        return None
+    if changed_words(before.split(), after.split()) < min_changed_words:
+        return None
+    return Revision(before, after, para_index)
