@@ -58,15 +58,20 @@ def build_revision_units(cfg, papers: list[dict], count_tokens, count_text) -> t
 def diff(before: str, after: str) -> list[list[str]]:
     """Word-level edit script [[op, text], ...]: "=" kept, "-" deleted, "+" inserted."""
     a, b = _TOKEN.findall(before), _TOKEN.findall(after)
-    ops = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if tag == "equal":
-            ops.append(["=", "".join(a[i1:i2])])
+    codes = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    ops, pending = [], ["", ""]  # the current run of changes: deleted text, inserted text
+    for n, (tag, i1, i2, j1, j2) in enumerate(codes):
+        kept = "".join(a[i1:i2])
+        # A lone space between two changes is part of the change: "two short" -> "six long" is one edit.
+        inside = 0 < n < len(codes) - 1 and not kept.strip()
+        if tag != "equal" or inside:
+            pending[0] += kept if tag == "equal" else "".join(a[i1:i2])
+            pending[1] += kept if tag == "equal" else "".join(b[j1:j2])
             continue
-        if i2 > i1:
-            ops.append(["-", "".join(a[i1:i2])])
-        if j2 > j1:
-            ops.append(["+", "".join(b[j1:j2])])
+        ops += [[op, text] for op, text in zip("-+", pending) if text]
+        pending = ["", ""]
+        ops.append(["=", kept])
+    ops += [[op, text] for op, text in zip("-+", pending) if text]
     return ops
 
 
