@@ -20,7 +20,6 @@ from voicetune.pipeline import resolve_choices
 from voicetune.stages import STAGES
 from voicetune.errors import UserError
 
-PINS = ["unsloth[cu128-torch270]==2025.7.8", "transformers==4.54.0"]
 WANDB_VALUE = "wandb-test-value-0123456789abcdef0123456789"
 
 
@@ -129,7 +128,6 @@ def test_module_imports_fast_without_modal():
 
 
 def test_app_definition_follows_compute_config(modal_cfg, monkeypatch):
-    monkeypatch.setattr(remote, "cuda_requirements", lambda: list(PINS))
     monkeypatch.setenv("HF_TOKEN", "hf-test-value-0123456789abcdef0123456789")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     opts = remote.function_options(modal_cfg.compute)
@@ -147,8 +145,10 @@ def test_app_definition_follows_compute_config(modal_cfg, monkeypatch):
     assert (raw.__module__, raw.__qualname__) == ("voicetune.compute.modal", "container_main")
 
 
-def test_image_installs_exactly_the_cuda_pins_first(monkeypatch):
+def test_image_installs_exactly_the_cuda_lock_first(monkeypatch):
     import modal
+
+    from voicetune.backends.unsloth import source_project
 
     installed = []
 
@@ -156,12 +156,17 @@ def test_image_installs_exactly_the_cuda_pins_first(monkeypatch):
         installed.extend(packages)
         return self
 
-    monkeypatch.setattr(remote, "cuda_requirements", lambda: list(PINS))
     monkeypatch.setattr(modal.Image, "uv_pip_install", record)
     remote.build_image()
-    assert installed == remote.image_packages() and installed[:2] == PINS
+    lock = remote.cuda_requirements()  # pyproject's `cuda` extra, as written
+    assert installed == remote.image_packages() and installed[:len(lock)] == lock
     names = [remote.requirement_name(r) for r in installed]
-    assert names.count("transformers") == 1 and "torch" in names and "hydra-core" in names  # pins win
+    # Pins win: pyproject's own `transformers>=5.2` and `torch>=2.4` give way to the lock's lines.
+    assert "transformers==5.17.0" in installed and "torch==2.10.0" in installed
+    assert names.count("transformers") == names.count("torch") == 1
+    assert installed[len(lock):] == [r for r in source_project()["dependencies"]
+                                     if remote.requirement_name(r) not in set(names[:len(lock)])]
+    assert "hydra-core" in names[len(lock):]
 
 
 def test_image_pins_are_the_unsloth_backends():

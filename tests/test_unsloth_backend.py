@@ -186,13 +186,13 @@ def test_cuda_requirements_hold_the_one_pin(monkeypatch, tmp_path):
     from voicetune.backends import unsloth
 
     pinned = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["cuda"]
-    assert unsloth.cuda_requirements() == pinned and any(r.startswith("unsloth[") for r in pinned)
+    assert unsloth.cuda_requirements() == pinned and any(r.startswith("unsloth==") for r in pinned)
     # Installed from a wheel (no source tree): the metadata's requirements marked extra == "cuda".
     monkeypatch.setattr(unsloth, "PYPROJECT", tmp_path / "absent.toml")
     monkeypatch.setattr(metadata, "requires", lambda name: [
-        "torch>=2.4", 'pytest>=8; extra == "dev"', 'unsloth[cu128-torch270]==2025.7.8; extra == "cuda"',
+        "torch>=2.4", 'pytest>=8; extra == "dev"', 'unsloth==2026.10.9; extra == "cuda"',
         'extra-thing>=1; sys_platform == "linux" and extra == "cuda"'])
-    assert unsloth.cuda_requirements() == ["unsloth[cu128-torch270]==2025.7.8", 'extra-thing>=1; sys_platform == "linux"']
+    assert unsloth.cuda_requirements() == ["unsloth==2026.10.9", 'extra-thing>=1; sys_platform == "linux"']
 
 
 @pytest.mark.slow

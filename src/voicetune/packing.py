@@ -55,7 +55,7 @@ def packed_rows(examples: list[dict], schedule: list[int], seq_len: int, chunk: 
 def grouped_rows(examples: list[dict], schedule: list[int], batch: int, chunk: int, seed: int) -> list[list[int]]:
     """One example per row, length-sorted batches per chunk, the batches shuffled.
 
-    For a backend whose attention ignores restarting position_ids (Unsloth 2025.7), packed
+    For a backend whose attention ignores restarting position_ids (Unsloth's, see backends/unsloth.py), packed
     examples would attend to each other; batches of similar lengths keep padding low without
     packing (seed-like lengths on one H100: 4,414 real tok/s vs 2,633 for random batches of 4).
     A chunk's short last batch waits until the end, so every other batch stays aligned.

@@ -1,8 +1,8 @@
 """The `unsloth` backend: CUDA 4-bit QLoRA through Unsloth's FastLanguageModel.
 
 Only the model is Unsloth's: tokenizer, chat template, loss masking, sampling, eval, probes
-and W&B are the shared trainer's (`voicetune.stages.train.trainer.make_trainer`). The CUDA stack is pinned in ONE place,
-pyproject's `cuda` extra (`unsloth[cu128-torch270]==2025.7.8`, Modal's Unsloth example);
+and W&B are the shared trainer's (`voicetune.stages.train.trainer.make_trainer`). The CUDA stack is locked in ONE place,
+pyproject's `cuda` extra (exact pins of unsloth 2026.10.9's stack; its header says where they come from);
 `cuda_requirements()` reads it from there for the Modal image.
 """
 
@@ -11,10 +11,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-# Unsloth 2025.7's fast attention runs one causal mask over the whole row (flash-attn, xformers
-# or SDPA with is_causal), so examples packed into a row would attend to each other
-# (unslothai/unsloth#1207; masked packing came with #3566, 2025-11, after the pin). This backend
-# trains one example per row in length-grouped batches instead (see data.grouped_rows).
+# The locked Unsloth (2026.10.9) keeps packed examples apart only when told where they end:
+# `packed_seq_lengths` in the batch (what its SFT packing/padding-free collators add, #3566 and
+# #3672), or one flattened row (batch 1, no attention mask) with restarting position_ids
+# (models/llama.py, utils/packing.py get_packed_info_from_kwargs). PackedCollator's [batch, seq]
+# rows carry neither, so its fast attention would run one causal mask per row and the examples
+# would attend to each other. Until the collator sends packed_seq_lengths (and a GPU test shows
+# the losses match), this backend trains one example per row in length-grouped batches.
 PACKED_ROWS_ISOLATED = False
 EXTRA = "cuda"
 PYPROJECT = Path(__file__).resolve().parents[3] / "pyproject.toml"

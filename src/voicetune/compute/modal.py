@@ -201,7 +201,7 @@ def extra_requirements(extra: str) -> list[str]:
 
 
 def image_packages() -> list[str]:
-    """The CUDA pins as written (one place: pyproject's `cuda` extra), then voicetune's own deps they leave open."""
+    """The CUDA lock as written (one place: pyproject's `cuda` extra), then voicetune's own deps it leaves open."""
     pins = cuda_requirements()
     pinned = {requirement_name(p) for p in pins}
     return pins + [r for r in base_requirements() if requirement_name(r) not in pinned]
@@ -227,7 +227,7 @@ def base_requirements() -> list[str]:
 
 
 def requirement_name(requirement: str) -> str:
-    """`unsloth[cu128-torch270]==2025.7.8` -> `unsloth` (PEP 503 normalised)."""
+    """`unsloth_zoo==2026.10.9` -> `unsloth-zoo` (PEP 503 normalised)."""
     return re.sub(r"[-_.]+", "-", re.match(r"\s*([A-Za-z0-9._-]+)", requirement).group(1)).lower()
 
 

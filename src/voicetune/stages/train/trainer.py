@@ -11,13 +11,31 @@ from pathlib import Path
 
 from transformers import Trainer
 
+from voicetune.errors import UserError
 from voicetune.packing import PackedCollator, grouped_rows, packed_rows, weighted_schedule
+
+# What training_args passes needs: train_sampling_strategy came with transformers 5.2 (2026-02).
+# pyproject's dependency and the `cuda` lock satisfy it (tests/test_cuda_lock.py checks both).
+TRAINER_NEEDS = {"transformers": ">=5.2"}
+
+
+def require_stack() -> None:
+    """Fail in one line when an installed library is older than TRAINER_NEEDS (not a TypeError mid-setup)."""
+    from importlib.metadata import version
+
+    from packaging.specifiers import SpecifierSet
+
+    for name, spec in TRAINER_NEEDS.items():
+        found = version(name)
+        if not SpecifierSet(spec).contains(found, prereleases=True):
+            raise UserError(f"{name} {found} is installed; the trainer needs {name}{spec}: pip install '{name}{spec}'")
 
 
 def training_args(cfg, out: Path, steps_per_epoch: int, wandb: bool):
     """TrainingArguments from the `train` group (rows are pre-shuffled: sequential sampler)."""
     from transformers import TrainingArguments
 
+    require_stack()
     t = cfg.train
     return TrainingArguments(
         output_dir=str(out / "checkpoints"), per_device_train_batch_size=t.batch_size,
