@@ -419,7 +419,7 @@ def test_corpus_files_recursive_case_insensitive_sorted(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     found = [f.relative_to(tmp_path).as_posix() for f in corpus_files(CorpusConfig(path=str(tmp_path)))]
-    assert found == ["a/c.docm", "b.DOCX", "d.doc", "~$lock.docx"]
+    assert found == ["a/c.docm", "b.DOCX", "d.doc", "e.pdf", "~$lock.docx"]
 
 
 def test_slug():

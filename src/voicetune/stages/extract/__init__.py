@@ -25,6 +25,7 @@ READERS = {
     ".docx": "voicetune.stages.extract.ooxml:read_document",
     ".docm": "voicetune.stages.extract.ooxml:read_document",
     ".doc": "voicetune.stages.extract.ooxml:read_document",  # gets its one-line error row
+    ".pdf": "voicetune.stages.extract.pdf:read_pdf",
 }
 SUFFIXES = frozenset(READERS)
 MIN_WORDS = 300  # below this a paper is flagged: a letter at best, usually a bad extraction
