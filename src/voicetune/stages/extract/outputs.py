@@ -57,7 +57,7 @@ def print_report(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    colour = {"ok": "green", "warning": "yellow", "error": "red"}
+    colour = {"ok": "green", "warning": "yellow", "error": "red", "included": "dim"}
     table = Table(title="extract report")
     for column in ("file", "status", "sections", "words", "reason"):
         table.add_column(column, overflow="fold")
