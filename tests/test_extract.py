@@ -349,7 +349,7 @@ def test_bad_files_get_error_rows_and_the_rest_is_processed(tmp_path, capsys):
     assert rows["Good Paper.DOCX"]["file"] == "sub/Good Paper.DOCX"  # relative to corpus.path
     assert rows["Good Paper.DOCX"]["status"] == "ok"
     assert rows["Good Paper.DOCX"]["sections"] == ["introduction", "methods"]
-    assert summary == {"files": 8, "ok": 1, "warning": 0, "error": 7, "duplicate": 0, "papers": 1,
+    assert summary == {"files": 8, "ok": 1, "warning": 0, "error": 7, "duplicate": 0, "included": 0, "papers": 1,
                        "words": 8 * 62}
     assert "extract report" in capsys.readouterr().out
 

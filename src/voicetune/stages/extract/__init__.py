@@ -16,7 +16,7 @@ from pathlib import Path
 
 from voicetune.cache import file_digest
 from voicetune.errors import UserError
-from voicetune.stages.extract.document import Para, ReadError
+from voicetune.stages.extract.document import Included, Para, ReadError
 from voicetune.stages.extract.outputs import STATUSES, print_report, progress, write_outputs
 from voicetune.stages.extract.same_paper import same_papers
 
@@ -26,6 +26,11 @@ READERS = {
     ".docm": "voicetune.stages.extract.ooxml:read_document",
     ".doc": "voicetune.stages.extract.ooxml:read_document",  # gets its one-line error row
     ".pdf": "voicetune.stages.extract.pdf:read_pdf",
+    ".md": "voicetune.stages.extract.markdown:read_document",
+    ".markdown": "voicetune.stages.extract.markdown:read_document",
+    ".qmd": "voicetune.stages.extract.markdown:read_document",
+    ".tex": "voicetune.stages.extract.latex:read_document",
+    ".odt": "voicetune.stages.extract.odt:read_document",
 }
 SUFFIXES = frozenset(READERS)
 MIN_WORDS = 300  # below this a paper is flagged: a letter at best, usually a bad extraction
@@ -333,6 +338,9 @@ def run(ctx) -> dict:
         rel = path.relative_to(root)  # rows and cached outputs never hold absolute paths
         try:
             paper = extract_paper(path, rules)
+        except Included as exc:  # a chapter .tex: read through its main file, no paper of its own
+            rows.append(_row(rel, "included", [], 0, str(exc)))
+            continue
         except ReadError as exc:
             rows.append(_row(rel, "error", [], 0, str(exc)))
             continue

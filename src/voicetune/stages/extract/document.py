@@ -8,6 +8,7 @@ the one rule for which of the author's tracked edits count, whatever the format.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from voicetune.revisions import changed_words
@@ -20,6 +21,10 @@ MIN_CHANGED_WORDS = 1
 
 class ReadError(Exception):
     """A file that cannot be read as a paper; the message is the one-line reason."""
+
+
+class Included(ReadError):
+    """A file that is part of another paper (a .tex without \\documentclass): no paper of its own."""
 
 
 @dataclass(slots=True)
@@ -42,7 +47,7 @@ class Revision:
 @dataclass(slots=True)
 class Document:
     paragraphs: list[Para]
-    sha256: str  # of the file's bytes
+    sha256: str  # of the file's bytes (a .tex: and of the files it \\input-s)
     revisions: list[Revision] = field(default_factory=list)
 
 
@@ -54,3 +59,44 @@ def revision(before: str, after: str, para_index: int,
     if changed_words(before.split(), after.split()) < min_changed_words:
         return None
     return Revision(before, after, para_index)
+
+
+# Cross-reference label prefixes (LaTeX "fig:x", Quarto "fig-x", pandoc-crossref "fig:x").
+_LABEL_KIND = re.compile(r"^(fig|tbl|tab|sec|eq|lst|alg|app|thm|lem)[:-]", re.I)
+KIND_NAMES = {"fig": "Figure", "tbl": "Table", "tab": "Table", "sec": "Section",
+              "eq": "Equation", "lst": "Listing", "alg": "Algorithm", "app": "Appendix",
+              "thm": "Theorem", "lem": "Lemma"}
+
+
+class Numbers:
+    """Citation keys and cross-reference labels -> numbers, in order of first mention in a paper.
+
+    Markdown `[@a; @b]` and LaTeX `\\cite{a,b}` both read "[1, 2]": the numbered marker a
+    Word paper carries, which the offline de-polisher leaves alone and the numbers gate
+    (`gates.CITATION`) reads as one marker. A key keeps its number for the whole paper.
+    """
+
+    def __init__(self):
+        self._cites: dict[str, int] = {}
+        self._labels: dict[str, dict[str, int]] = {}  # kind -> label -> number
+
+    def cite(self, keys: list[str]) -> str:
+        """The marker for one citation group: "[2]", "[1, 3]"."""
+        numbers = sorted({self._cites.setdefault(k, len(self._cites) + 1) for k in keys})
+        return "[" + ", ".join(map(str, numbers)) + "]"
+
+    @staticmethod
+    def kind(label: str) -> str:
+        """"fig" for "fig:mice" or "fig-mice"; "" for a label without a known prefix."""
+        match = _LABEL_KIND.match(label)
+        return match.group(1).lower() if match else ""
+
+    def ref(self, label: str) -> str:
+        """The number a \\ref{label} prints: figures, tables, ... each counted apart."""
+        seen = self._labels.setdefault(self.kind(label), {})
+        return str(seen.setdefault(label, len(seen) + 1))
+
+    def named_ref(self, label: str) -> str:
+        """"Figure 2" for a cross-reference that prints its kind (\\cref, Quarto @fig-x)."""
+        name = KIND_NAMES.get(self.kind(label))
+        return f"{name} {self.ref(label)}" if name else self.ref(label)

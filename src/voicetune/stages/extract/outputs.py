@@ -11,7 +11,7 @@ from voicetune.records import write_jsonl
 if TYPE_CHECKING:
     from voicetune.stages.extract import Paper
 
-STATUSES = ("ok", "warning", "error", "duplicate")  # of a file's report row
+STATUSES = ("ok", "warning", "error", "duplicate", "included")  # of a file's report row
 
 
 def paper_record(paper: Paper) -> dict:
@@ -60,7 +60,7 @@ def print_report(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    colour = dict(zip(STATUSES, ("green", "yellow", "red", "cyan")))
+    colour = dict(zip(STATUSES, ("green", "yellow", "red", "cyan", "dim")))
     table = Table(title="extract report")
     for column in ("file", "status", "sections", "words", "reason"):
         table.add_column(column, overflow="fold")
