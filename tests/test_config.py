@@ -59,7 +59,7 @@ def test_key_in_config_file_is_refused_without_echoing_it(cfg_factory):
     (["data=nope"], "data=nope: unknown option; allowed: paragraph, sentence, shape_mix"),
     (["data.valid_fraction=1.5"], "data.valid_fraction=1.5: must be between 0 and 1 (exclusive)"),
     (["data.section_weights.abstract=-1"], "data.section_weights.abstract=-1.0: weights must be >= 0"),
-    (["corpus=dir", "corpus.path=/nope"], "corpus.path='/nope': must be an existing folder of .docx files"),
+    (["corpus=dir", "corpus.path=/nope"], "corpus.path='/nope': must be an existing folder of papers (.docx, .md, .tex, .odt, .pdf)"),
     (["corpus=dir"], "corpus.path='???': required"),
     (["train.nope=1"], "train.nope: Key 'nope' not in 'TrainConfig'"),
     (["-m", "train.epochs=1,x"], "train.epochs: Value 'x' of type 'str' could not be converted to Float"),

@@ -500,7 +500,7 @@ def _validate_eval(ev: DictConfig) -> None:
 def _validate_corpus(cfg: DictConfig) -> None:
     path = Path(os.path.expanduser(cfg.corpus.path))
     if not path.is_dir():
-        _fail("corpus.path", cfg.corpus.path, "must be an existing folder of .docx files")
+        _fail("corpus.path", cfg.corpus.path, "must be an existing folder of papers (.docx, .md, .tex, .odt, .pdf)")
     if cfg.corpus.max_heading_chars <= 0:
         _fail("corpus.max_heading_chars", cfg.corpus.max_heading_chars, "must be positive")
 
