@@ -67,7 +67,7 @@ def run(ctx) -> dict:
     valid = one_style_per_passage(valid, cfg.data.seed)[: cfg.eval.loss_records or None]
     refs = [reference(r) for r in heldout]
     author = metrics.style_signals([reference(r) for r in read_jsonl(inputs["dataset"] / "train.jsonl")])
-    report = {"models": {}, "author": author, "samples": [dict(id=r["id"], shape=r["shape"], section=r["section"],
+    report = {"models": {}, "author": author, "placement": {"device": str(model.device), "dtype": str(model.dtype)}, "samples": [dict(id=r["id"], shape=r["shape"], section=r["section"],
               rough=user_turn(r), reference=ref, outputs={}) for r, ref in zip(heldout, refs)]}
     for name in ("tuned", "base"):
         with _adapter(model, enabled=name == "tuned"):

@@ -78,7 +78,10 @@ def run(ctx) -> dict:
         write_folder_files(cfg, fmt, out / fmt, inputs)
     (out / "artifacts.json").write_text(json.dumps(built, indent=2))
     table = parity.check(cfg, ctx.tokenizer(), inputs, adapter, {f: out / f for f in built}, out, ctx.cache)
-    return {"formats": list(built), "parity": table["summary"],
+    from voicetune.models import inference_placement
+
+    device, dtype = inference_placement()  # where parity's transformers runtimes ran
+    return {"formats": list(built), "parity": table["summary"], "parity_placement": {"device": device, "dtype": str(dtype)},
             "sizes_mb": {f: b.get("size_mb") for f, b in built.items()}}
 
 
