@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from openai_server import (  # noqa: F401  (server is a fixture)
     KEY_ENV, STYLES, TEST_KEY, Fault, local_cfg, make_cfg, run_and_kill, server, write_units,
 )
 
+from conftest import ROOT, run_cli
 from voicetune import drafting as pairs
 from voicetune.pipeline import run_stage
 from voicetune.cache import Cache
@@ -114,7 +116,7 @@ def test_a_timeout_is_not_resent_and_a_rerun_sends_only_it(tmp_path, server):
     with pytest.raises(UserError) as error:
         run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
     message = str(error.value)
-    assert "1 of 18 requests got no reply (1 timed out) and were not resent" in message
+    assert "1 of 18 requests got no reply (1 timed out and were not resent: u0002/" in message
     assert "no reply in 0.5 s" in message and "rerun to send only these" in message and "\n" not in message
     assert max(server.counts().values()) == 1 and len(server.requests) == 18
     assert len(journaled_keys(cfg)) == 17 and not (tmp_path / "out").exists()
@@ -267,3 +269,19 @@ def test_bench_quick_reports_every_figure():
                             "throughput_ratio", "journaled_before_kill", "resumed_requests",
                             "repeated_requests"}
     assert figures["repeated_requests"] == 0 and figures["requests"] > 0
+
+
+@pytest.mark.slow  # the units stage loads the model's tokenizer: ~12 s
+def test_console_shows_the_stage_not_http_lines_which_go_to_run_log(tmp_path, server):
+    papers = tmp_path / "papers"
+    papers.mkdir()
+    shutil.copy(ROOT / "src/voicetune/demo_corpus/joss_slix.docx", papers)
+    done = run_cli(["corpus=dir", f"corpus.path={papers}", "generator=local", f"generator.base_url={server.url}",
+                    f"generator.api_key_env={KEY_ENV}", "generator.model=test-model", "stages=[pairs]",
+                    f"cache_dir={tmp_path / 'cache'}"], cwd=tmp_path, env={KEY_ENV: TEST_KEY})
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = done.stdout + done.stderr
+    assert server.requests and "items accepted" in console and "pairs: 100%" in console
+    assert "httpx" not in console and "HTTP Request" not in console and "[INFO]" not in console
+    log = next((tmp_path / "outputs").rglob("run.log")).read_text()
+    assert log.count("][INFO] - HTTP Request: POST") == len(server.requests)  # httpx's (httpx2 in openai 3)

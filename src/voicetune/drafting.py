@@ -242,7 +242,7 @@ def make_pairs(cfg: Any, units: list[dict[str, Any]], cache: Cache, out: Path, p
     for item in unsent:
         log.info("%s/%s not answered: %s", item.unit["id"], item.style, fresh[item.request.key].detail)
     if unsent:
-        raise UserError(unsent_message(unsent, fresh, len(items)))
+        raise UserError(unsent_message(cfg.generator, unsent, fresh, len(items)))
     stats = write_outputs(cfg, items, {**cached, **fresh}, judge, out)
     stats.update(usage_stats(cfg.generator, fresh.values(), remote))
     stats.update(calls_planned=len(items), served_from_cache=len(items) - len(todo),
@@ -371,15 +371,24 @@ def dry_run_message(gen: Any, todo: list[Item], planned: int) -> str:
     return message
 
 
-def unsent_message(unsent: list[Item], fresh: dict[str, Reply], planned: int) -> str:
+def unsent_message(gen: Any, unsent: list[Item], fresh: dict[str, Reply], planned: int) -> str:
     """One line: how many requests got no reply and why, a few of them, and what a rerun sends."""
     kinds = Counter(fresh[i.request.key].error for i in unsent)
-    why = ", ".join(f"{n:,} {'timed out' if k == 'timed_out' else 'failed'}" for k, n in sorted(kinds.items(), reverse=True))
-    shown = "; ".join(f"{i.unit['id']}/{i.style}: {fresh[i.request.key].detail}" for i in unsent[:3])
-    more = f"; {len(unsent) - 3:,} more in run.log" if len(unsent) > 3 else ""
-    hint = " (a slow server: raise generator.timeout_s)" if "timed_out" in kinds else ""
-    return (f"pairs: {len(unsent):,} of {planned:,} requests got no reply ({why}) and were not resent "
-            f"({shown}{more}); the other replies are journaled: rerun to send only these{hint}")
+    why = []
+    if kinds["timed_out"]:
+        why.append(f"{kinds['timed_out']:,} timed out " + (f"{gen.timeout_retries + 1} times" if gen.timeout_retries
+                                                           else "and were not resent"))
+    if kinds["request_failed"]:
+        why.append(f"{kinds['request_failed']:,} failed after {gen.max_retries} resends")
+    by_detail: dict[str, list[str]] = {}
+    for item in unsent:
+        by_detail.setdefault(fresh[item.request.key].detail, []).append(f"{item.unit['id']}/{item.style}")
+    shown = "; ".join(f"{names[0]}{f' and {len(names) - 1:,} more' if len(names) > 1 else ''}: {detail}"
+                      for detail, names in list(by_detail.items())[:3])
+    more = "; the rest in run.log" if len(by_detail) > 3 else ""
+    hint = " (a slow server: raise generator.timeout_s)" if kinds["timed_out"] else ""
+    return (f"pairs: {len(unsent):,} of {planned:,} requests got no reply ({', '.join(why)}: {shown}{more}); "
+            f"the other replies are journaled: rerun to send only these{hint}")
 
 
 def summary(stats: dict[str, Any]) -> str:
