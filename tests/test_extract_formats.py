@@ -338,9 +338,12 @@ def test_latex_macros_expanded(tmp_path, rules):
                 r"\renewcommand{\pair}[2]{#2 and #1}\providecommand{\opt}[2][deep]{#1 #2}"
                 r"\def\etal{et al.}\def\both#1#2{#1/#2}")
     body = (r"\section{Introduction} \name{} by Smith \etal\ maps $x \in \R$; "
-            r"\pair{cats}{dogs}, \opt{nets} and \opt[wide]{nets}, \both{a}{b}.")
-    assert text_of(read_tex(tmp_path, rules, body, preamble)) == (
-        r"MiceNet by Smith et al. maps $x \in \R$; dogs and cats, deep nets and wide nets, a/b.")
+            r"\pair{cats}{dogs}, \opt{nets} and \opt[wide]{nets}, \both{a}{b} with \texttt{mice-net}."
+            "\n\n" r"\hypertarget{what-we-did-in-the-lab}{%" "\n"  # pandoc's anchor around a heading
+            r"\section{What we did in the lab}\label{what-we-did-in-the-lab}}" "\n\n" r"We \mbox{ran}.")
+    assert sections(read_tex(tmp_path, rules, body, preamble)) == {
+        "introduction": [r"MiceNet by Smith et al. maps $x \in \R$; dogs and cats, deep nets and "
+                         "wide nets, a/b with mice-net."], "unknown": ["We ran."]}
 
 
 def test_latex_text_unicode_comments_and_lists(tmp_path, rules):
