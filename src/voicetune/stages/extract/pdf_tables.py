@@ -4,9 +4,10 @@ A table row shows in PDFium's lines in one of two ways: its cells as separate li
 side at one height (PDFium starts a new line when the text jumps back up, as it does from a
 multi-line cell to the next), or run together in one line with a wide gap between them
 (`Line.gap`). Pieces of one prose line that PDFium split at a subscript or a change of font
-sit side by side too, but follow each other in PDFium's order and almost touch. A table is a run of such rows, the lines between them (the other lines of
-multi-line cells) narrow; one row alone (a heading "1  Introduction", an equation and its
-number) is not a table, nor are lines as wide as the body's (two columns read as one).
+sit side by side too, but follow each other in PDFium's order and almost touch. A table is
+a run of such rows, the lines between them (the other lines of multi-line cells) narrow;
+one row alone (a heading "1  Introduction", an equation and its number) is not a table,
+nor are lines as wide as the body's (two columns read as one).
 """
 
 from __future__ import annotations
