@@ -12,7 +12,8 @@
 #   run(carry=[".gpu/wheels", ".gpu/gguf.part-aa"], command="true")        # call 1: 1st half
 #   run(carry=[".gpu/gguf.part-ab"], command="bash bench/gpu_check.sh run") # call 2: the check
 #   bash bench/gpu_check.sh tiny                    # on this CPU: the same steps, tiny (the test)
-# Figures land in $OUT (the device tool's output folder) or bench/out/gpu_check/.
+# Figures land in $OUT (the device tool's output folder) or bench/out/gpu_check/. GPU_CHECK_ARGS
+# adds overrides to the pipeline (the test points `tiny` at a corpus of three short papers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-run}
@@ -51,7 +52,8 @@ pipeline() {  # $1: overrides, $2: the device every model-loading stage must hav
   local run="$OUT/run" t0
   t0=$(date +%s)
   # shellcheck disable=SC2086
-  $PY run.py tracking=disabled export=merged "hydra.run.dir=$run" "cache_dir=$GPU/cache" $1 \
+  $PY run.py tracking=disabled export=merged "hydra.run.dir=$run" "cache_dir=${VOICETUNE_CACHE:-$GPU/cache}" $1 \
+    ${GPU_CHECK_ARGS:-} \
     2>&1 | tee "$OUT/pipeline.log"
   echo "pipeline: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/summary.txt"
   $PY bench/gpu_check_report.py "$run" "$2" | tee -a "$OUT/summary.txt"
@@ -70,7 +72,7 @@ case "$MODE" in
     : > "$OUT/summary.txt"
     # Paragraphs only and no eval during training: every greedy generation runs to a ~150-token
     # cap at ~10 tok/s here, and sections and abstracts would multiply that.
-    pipeline "data=paragraph train.max_steps=1 train.eval_steps=50 train.save_steps=50 eval.samples_per_shape=1 eval.loss_records=2 eval.panel_size=1 export.parity_probes=1" cpu
+    pipeline "data=paragraph train.max_steps=1 train.eval_steps=50 train.save_steps=50 eval.samples_per_shape=1 eval.loss_records=2 eval.panel_size=1 eval.panel.paragraph=1 eval.panel.section=0 eval.panel.abstract=0 export.parity_probes=1" cpu
     $PY bench/gpu_train.py --tiny --out "$OUT/gpu_train.md" 2>&1 | tee "$OUT/gpu_train.log"
     ;;
   *) echo "usage: bash bench/gpu_check.sh prepare|run|tiny" >&2; exit 2 ;;

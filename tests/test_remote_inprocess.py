@@ -17,17 +17,23 @@ import pytest
 from conftest import make_cfg
 from test_modal import FolderVolume
 
-CHEAP = ["data=paragraph", "train.max_steps=1", "train.eval_steps=50", "train.save_steps=50",
-         "eval.samples_per_shape=1", "eval.loss_records=2", "eval.panel_size=1", "export.parity_probes=1"]
+# Three short papers, 1 training step, one probe: every generation is short.
+CHEAP = ["data.max_tokens=4096", "data.valid_fraction=0.34", "train.max_steps=1", "train.eval_steps=50",
+         "train.save_steps=50",
+         "eval.samples_per_shape=1", "eval.loss_records=2", "eval.panel_size=1",
+         "eval.panel.paragraph=1", "eval.panel.section=0", "eval.panel.abstract=0", "export.parity_probes=1"]
 
 
 @pytest.mark.slow
 def test_remote_stages_build_every_model_and_bring_back_what_the_user_runs(e2e_cache, tmp_path, monkeypatch):
     from transformers import PreTrainedModel
 
+    from test_revisions import tracked_corpus
+
     from voicetune.compute import modal as remote
     from voicetune.pipeline import run
 
+    corpus = tracked_corpus(tmp_path / "corpus")
     volume = tmp_path / "volume"
     where = {"remote": False}
     built = {"local": [], "remote": []}
@@ -48,7 +54,8 @@ def test_remote_stages_build_every_model_and_bring_back_what_the_user_runs(e2e_c
     monkeypatch.setattr(remote, "has_token", lambda: True)
     monkeypatch.setattr(remote, "launch", in_process)
     monkeypatch.setattr(remote, "runs_volume", lambda compute: FolderVolume(volume))
-    cfg = make_cfg(CHEAP + ["compute=modal", "tracking=disabled", "train.backend=hf", "train.precision=fp32",
+    cfg = make_cfg(CHEAP + ["corpus=dir", f"corpus.path={corpus}", "compute=modal", "tracking=disabled",
+                            "train.backend=hf", "train.precision=fp32",
                             "export=[gguf]"], e2e_cache)
     manifest = run(cfg, tmp_path / "run")
     placed = {s["name"]: s["placement"] for s in manifest["stages"]}
