@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_the_device_check_runs_in_tiny_mode_and_reports_where_each_stage_ran(tmp_path):
-    from test_revisions import tracked_corpus
+    from docx_factory import short_papers
 
-    corpus = tracked_corpus(tmp_path / "corpus")
+    corpus = short_papers(tmp_path / "corpus")
     env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHONPATH": str(ROOT / "src"),
-           "GPU_CHECK_ARGS": f"corpus=dir corpus.path={corpus} data.max_tokens=4096 data.valid_fraction=0.34"}
+           "GPU_CHECK_ARGS": f"corpus=dir corpus.path={corpus} data.valid_fraction=0.34"}
     done = subprocess.run(["bash", str(ROOT / "bench/gpu_check.sh"), "tiny"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1200)
     summary = (tmp_path / "out/summary.txt").read_text()

@@ -18,7 +18,7 @@ from conftest import make_cfg
 from test_modal import FolderVolume
 
 # Three short papers, 1 training step, one probe: every generation is short.
-CHEAP = ["data.max_tokens=4096", "data.valid_fraction=0.34", "train.max_steps=1", "train.eval_steps=50",
+CHEAP = ["data.valid_fraction=0.34", "train.max_steps=1", "train.eval_steps=50",
          "train.save_steps=50",
          "eval.samples_per_shape=1", "eval.loss_records=2", "eval.panel_size=1",
          "eval.panel.paragraph=1", "eval.panel.section=0", "eval.panel.abstract=0", "export.parity_probes=1"]
@@ -28,12 +28,12 @@ CHEAP = ["data.max_tokens=4096", "data.valid_fraction=0.34", "train.max_steps=1"
 def test_remote_stages_build_every_model_and_bring_back_what_the_user_runs(e2e_cache, tmp_path, monkeypatch):
     from transformers import PreTrainedModel
 
-    from test_revisions import tracked_corpus
+    from docx_factory import short_papers
 
     from voicetune.compute import modal as remote
     from voicetune.pipeline import run
 
-    corpus = tracked_corpus(tmp_path / "corpus")
+    corpus = short_papers(tmp_path / "corpus")
     volume = tmp_path / "volume"
     where = {"remote": False}
     built = {"local": [], "remote": []}
