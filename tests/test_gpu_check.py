@@ -22,7 +22,7 @@ def test_the_device_check_runs_in_tiny_mode_and_reports_where_each_stage_ran(tmp
     env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHONPATH": str(ROOT / "src"),
            "GPU_CHECK_ARGS": f"corpus=dir corpus.path={corpus} data.valid_fraction=0.34"}
     done = subprocess.run(["bash", str(ROOT / "bench/gpu_check.sh"), "tiny"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1200)
+                          capture_output=True, text=True, timeout=1800)
     summary = (tmp_path / "out/summary.txt").read_text()
     assert done.returncode == 0, summary + done.stdout[-3000:] + done.stderr[-3000:]
     assert "every model-loading stage ran on cpu" in summary
