@@ -206,7 +206,7 @@ def main() -> None:
     text = report(exports, runs, len(convs), args, load)
     print(text)
     if not args.quick:
-        RESULTS.write_text(HEADER + text + NOTES)
+        RESULTS.write_text(HEADER + text)
 
 
 HEADER = """# bench/export: export time and size, generation speed per artifact
@@ -216,8 +216,6 @@ like-for-like rival is llama.cpp on the same weights in f32. tok/s = generated t
 seconds of each call (prompt processing included), after one warm-up call per runtime.
 
 """
-
-NOTES = ""
 
 
 if __name__ == "__main__":
