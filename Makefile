@@ -38,7 +38,7 @@ sysdeps:
 	fi
 
 test: $(STAMP) sysdeps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
