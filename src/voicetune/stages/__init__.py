@@ -42,7 +42,8 @@ STAGES = {spec.name: spec for spec in [
               reads=("model", "lora", "train", "data.seed", "eval.loss_records", "corpus.persona") + CAPS,
               tracked=True),
     StageSpec("eval", "voicetune.stages.eval:run", needs=("train", "dataset", "heldout"),
-              reads=("model", "data.seed", "eval.loss_records", "train.seq_len", "train.batch_size") + CAPS,
+              reads=("model", "data.seed", "eval.loss_records", "eval.likeness_min_auc", "eval.n_boot",
+                     "eval.seed", "train.seq_len", "train.batch_size") + CAPS,
               tracked=True),
     # The model card in each artifact folder summarises the dataset and the eval.
     StageSpec("export", "voicetune.stages.export:run", needs=("train", "probes", "dataset", "eval"),
