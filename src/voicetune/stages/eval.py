@@ -143,7 +143,7 @@ def run(ctx) -> dict:
 def _voice(rows: dict[str, list[dict]], judge: voice.Judge, boot: Boot) -> dict:
     """The voice block: the classifier's card, each text source's measures, tuned minus base."""
     return {"classifier": judge.card(), "copy_ngram": voice.COPY_N,
-            "texts": {source: voice.source_summary(r, boot) for source, r in rows.items()},
+            "texts": {source: voice.source_summary(rows[source], boot) for source in voice.SOURCES},
             "paired": {"tuned_minus_base": voice.paired(rows["tuned"], rows["base"], boot)}}
 
 
