@@ -208,3 +208,19 @@ def paper(sections: list[tuple[str, list[str]]], *, title_text: str = "A Study o
         body.append(heading(name, level))
         body.extend(p(x) if not x.startswith("<") else x for x in paras)
     return "".join(body)
+
+
+def short_papers(folder: Path, n: int = 3) -> Path:
+    """`n` Word papers of two one-paragraph sections (~45 real words each): a corpus whose every
+    unit is short, so a pipeline test's greedy generations stay short too."""
+    import random
+
+    from pdf_factory import sentence
+
+    rng = random.Random(0)
+    for i in range(n):
+        body = title(f"Short paper {i}")
+        for name in ("Introduction", "Methods"):
+            body += heading(name) + p(" ".join(sentence(rng) for _ in range(3)))
+        make_docx(folder / f"short{i}.docx", body)
+    return folder

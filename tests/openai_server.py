@@ -74,6 +74,7 @@ class FakeOpenAI(_Address):
     key: str = TEST_KEY
     latency: float = 0.0
     slow_s: float = 2.0
+    token_s: float = 0.0  # seconds per word of the reply, as a slow server generates them
     faults: list[Fault] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -194,6 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
              "finish_reason": finish}]
         usage = {"prompt_tokens": len(prompt.split()),
                  "completion_tokens": len((content or "").split())}
+        time.sleep(usage["completion_tokens"] * self.fake.token_s)
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         self._json(200, {"id": "chatcmpl-test", "object": "chat.completion", "created": 0,
                          "model": body.get("model", ""), "choices": choices, "usage": usage})

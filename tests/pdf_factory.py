@@ -44,6 +44,7 @@ class Spec:
     sentences: int = 5  # per paragraph
     seed: int = 0
     css: str = ""  # appended to CSS: another journal's layout
+    long_table: bool = False  # Results also holds a body-size table of long-text cells
     prose: list[str] = field(default_factory=list)  # filled by paper_html: every prose paragraph
 
 
@@ -94,6 +95,8 @@ figcaption { font-size: 8pt; line-height: 10pt; text-align: left; }
 .tcap { text-indent: 0; text-align: left; margin-top: 6pt; }
 table { font-size: 8pt; border-collapse: collapse; width: 100%; margin: 4pt 0 8pt; }
 td, th { border-bottom: 0.5pt solid #000; padding: 1pt 3pt; text-align: right; }
+table.long { font-size: 10pt; line-height: 13pt; }
+table.long td, table.long th { text-align: justify; vertical-align: middle; border: 0; }
 .refs p { font-size: 8pt; line-height: 10pt; text-indent: -1.5em; padding-left: 1.5em; }
 """
 
@@ -117,6 +120,8 @@ def paper_html(spec: Spec) -> str:
         body += [para() for _ in range(spec.paragraphs - (2 if n == 1 else 0))]
         if name == "Results":
             body.append(FIGURE + TABLE)
+            if spec.long_table:  # between two paragraphs, one of which it may split
+                body.insert(-1, long_table(rng))
     refs = "".join(f"<p>[{i}] Smith J, Jones K. REFERENCE entry number {i} on mice. "
                    f"J Synth Stud. 20{i:02d};{i}:1-9.</p>" for i in range(1, 9))
     numbers = "<br>".join(str(i) for i in range(1, 53))
@@ -144,6 +149,20 @@ TABLE = ('<p class="tcap">Table 1: CAPTION counts by group.</p><table>'
          + "".join(f"<tr><td>CELL {g}</td><td>{10 + i}</td><td>{i * 1.5:.1f}</td></tr>"
                    for i, g in enumerate(("alpha", "beta", "gamma", "delta")))
          + "</table>")
+
+
+def long_table(rng: random.Random) -> str:
+    """A 4-column table in body type whose title cells wrap to 2-6 lines (a Manubot paper's)."""
+    rows = []
+    for i in range(6):
+        title = " ".join(rng.choice(LONG).upper() for _ in range(rng.randint(3, 9)))
+        rows.append(f"<tr><td>{rng.randint(0, 100)}</td><td>{rng.randint(0, 100)}</td>"
+                    f"<td>CELL {title}</td><td>[{i + 20}]</td></tr>")
+    return ('<table class="long"><tr><th>CELL FIELD PERCENTILE</th><th>CELL OTHER PERCENTILE</th>'
+            "<th>CELL TITLE</th><th>CELL REFERENCE</th></tr>" + "".join(rows) + "</table>"
+            '<p class="tcap">Table 2: CAPTION papers of interest.</p>')
+
+
 PRINT = {
     "displayHeaderFooter": True, "printBackground": False, "preferCSSPageSize": True,
     "headerTemplate": f'<div style="font-size:7pt;width:100%;text-align:center">{HEADER}</div>',

@@ -249,6 +249,64 @@ def test_markdown_blocks_that_are_not_prose(tmp_path, rules):
         "Kept one with $a_b$ and $$x=1$$ inline.", "Kept two.", "Kept three."]}
 
 
+# Pandoc's own tables, as `pandoc paper.docx -t markdown` writes them: CommonMark alone reads
+# their rules as thematic breaks or setext underlines, their rows as paragraphs and headings.
+PANDOC_TABLES = """# Results
+
+Before the tables.
+
+  CELL Percentile   CELL Title
+  ----------------- -----------------------
+  100               CELL A robust DNA device
+  99                CELL Toward nanoscopy
+
+: CAPTION of a simple table.
+
+  -----------------------------------------------------------------------
+  CELL Nanotechnology     CELL Title              CELL Reference
+  Percentile
+  ----------------------- ----------------------- -----------------------
+  100                     CELL Bioadhesive poly   [@a]
+                          CELL methacrylate
+
+  0                       CELL Photostable        [@b]
+                          CELL luminescent
+  -----------------------------------------------------------------------
+
+Table: CAPTION of a multiline table.
+-------     ------
+  CELL      CELL
+  CELL      CELL
+-------     ------
+
++--------+--------+
+| CELL a | CELL b |
++========+========+
+| CELL 1 | CELL 2 |
++--------+--------+
+
+Between the tables.
+
+--------------------------------
+
+Kept after a thematic break.
+
+```
+CODE header
+----- -----
+```
+
+After the tables.
+"""
+
+
+def test_markdown_pandoc_simple_multiline_and_grid_tables(tmp_path, rules):
+    paper = read_md(tmp_path, rules, PANDOC_TABLES)
+    assert sections(paper) == {"results": [
+        "Before the tables.", "Between the tables.", "Kept after a thematic break.",
+        "After the tables."]}
+
+
 def test_markdown_front_matter_and_heading_attributes(tmp_path, rules):
     body = ("---\ntitle: A *Title*\nsubtitle: SUB\nabstract: One.\n\n  Two.\n---\n\n"
             "## Results {#sec-results .unnumbered}\n\nR text.\n\n## References {-}\n\nREF\n")
@@ -280,9 +338,12 @@ def test_latex_macros_expanded(tmp_path, rules):
                 r"\renewcommand{\pair}[2]{#2 and #1}\providecommand{\opt}[2][deep]{#1 #2}"
                 r"\def\etal{et al.}\def\both#1#2{#1/#2}")
     body = (r"\section{Introduction} \name{} by Smith \etal\ maps $x \in \R$; "
-            r"\pair{cats}{dogs}, \opt{nets} and \opt[wide]{nets}, \both{a}{b}.")
-    assert text_of(read_tex(tmp_path, rules, body, preamble)) == (
-        r"MiceNet by Smith et al. maps $x \in \R$; dogs and cats, deep nets and wide nets, a/b.")
+            r"\pair{cats}{dogs}, \opt{nets} and \opt[wide]{nets}, \both{a}{b} with \texttt{mice-net}."
+            "\n\n" r"\hypertarget{what-we-did-in-the-lab}{%" "\n"  # pandoc's anchor around a heading
+            r"\section{What we did in the lab}\label{what-we-did-in-the-lab}}" "\n\n" r"We \mbox{ran}.")
+    assert sections(read_tex(tmp_path, rules, body, preamble)) == {
+        "introduction": [r"MiceNet by Smith et al. maps $x \in \R$; dogs and cats, deep nets and "
+                         "wide nets, a/b with mice-net."], "unknown": ["We ran."]}
 
 
 def test_latex_text_unicode_comments_and_lists(tmp_path, rules):

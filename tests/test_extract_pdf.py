@@ -30,7 +30,8 @@ def layouts(tmp_path_factory) -> dict[str, tuple[Path, Spec]]:
     """name -> (printed PDF, the spec that records its prose): a 4-page two-column journal
     paper, and the same paper in one ragged column with bold body-type headings."""
     folder = tmp_path_factory.mktemp("pdf")
-    specs = {"journal": Spec(paragraphs=4), "plain": Spec(paragraphs=4, css=PLAIN)}
+    specs = {"journal": Spec(paragraphs=4), "plain": Spec(paragraphs=4, css=PLAIN),
+             "table": Spec(paragraphs=4, long_table=True)}
     with chrome(folder / "profile") as driver:
         return {name: (print_pdf(driver, paper_html(spec), folder / f"{name}.pdf"), spec)
                 for name, spec in specs.items()}
@@ -194,6 +195,17 @@ def test_stage_reads_pdfs_next_to_word_files(tmp_path, printed):
     assert rows["Paper.PDF"]["sections"][:2] == ["abstract", "introduction"]
     assert rows["scan.pdf"]["status"] == "error"
     assert "## 1 Introduction" in (out / "papers" / "paper.md").read_text()
+
+
+@pytest.mark.slow
+def test_body_size_table_left_out_paragraphs_around_it_whole(layouts, rules):
+    """A table in body type, cells of long text over several lines, inside a column."""
+    path, spec = layouts["table"]
+    text = "\n".join(prose_of(extract_paper(path, rules)))
+    assert "CELL" in path.with_suffix(".html").read_text()
+    assert not [w for w in text.split() if w.isupper() and len(w) > 3], "a cell's words in the prose"
+    out = prose_of(extract_paper(path, rules))
+    assert [p for p in out if p in spec.prose] == spec.prose  # every paragraph whole, in order
 
 
 @pytest.mark.slow

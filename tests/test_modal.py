@@ -131,7 +131,7 @@ def test_app_definition_follows_compute_config(modal_cfg, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf-test-value-0123456789abcdef0123456789")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     opts = remote.function_options(modal_cfg.compute)
-    assert (opts["gpu"], opts["timeout"], opts["retries"]) == ("H100", 1800, 3)
+    assert (opts["gpu"], opts["timeout"], opts["retries"], opts["memory"]) == ("H100", 1800, 3, 32768)
     assert {k: repr(v) for k, v in opts["volumes"].items()} == {
         "/cache/huggingface": "modal.Volume.from_name('voicetune-hf-cache')",
         "/runs": "modal.Volume.from_name('voicetune-runs')"}

@@ -75,7 +75,7 @@ def test_deterministic_and_seeded():
 def test_generator_interface_estimates_tokens():
     gen = make_generator(OmegaConf.create({"backend": "offline", "model": "offline-v1",
                                            "seed": 0}))
-    request = Request("k", "u1", "loose_draft", TEXTS[1], "Rewrite: " + TEXTS[1])
+    request = Request("k", "u1", "loose_draft", TEXTS[1], "Rewrite: " + TEXTS[1], 512)
     reply = asyncio.run(gen.complete(request))
     assert gen.remote is False
     assert reply.content == depolish(TEXTS[1], "loose_draft", 0, "u1")

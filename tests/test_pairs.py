@@ -2,6 +2,9 @@
 
 import importlib.util
 import json
+import math
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ from openai_server import (  # noqa: F401  (server is a fixture)
     KEY_ENV, STYLES, TEST_KEY, Fault, local_cfg, make_cfg, run_and_kill, server, write_units,
 )
 
+from conftest import ROOT, run_cli
 from voicetune import drafting as pairs
 from voicetune.pipeline import run_stage
 from voicetune.cache import Cache
@@ -68,7 +72,7 @@ def test_faults_end_as_pairs_or_recorded_rejections(tmp_path, server):
         Fault("null_content", "Study-u0010"),
     ]
     server.slow_s = 1.5
-    cfg = local_cfg(tmp_path / "cache", server, timeout_s=0.5)
+    cfg = local_cfg(tmp_path / "cache", server, timeout_s=0.5, timeout_retries=1)
     stats = run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
     result = outcomes(tmp_path / "out")
     assert len(result) == 48 == stats["pairs"] + stats["rejected"]
@@ -77,7 +81,7 @@ def test_faults_end_as_pairs_or_recorded_rejections(tmp_path, server):
                         "u0007": "refusal", "u0008": "length_ratio", "u0009": "truncated",
                         "u0010": "malformed_response"}
     counts = server.counts()
-    # 429 x2, 500, 503 and the timeout were retried by the client and became pairs.
+    # 429 x2, 500, 503 and the timeout (timeout_retries=1) were resent and became pairs.
     for unit, extra in (("u0001", 2), ("u0002", 1), ("u0003", 1), ("u0004", 1)):
         assert sum(n for p, n in counts.items() if f"Study-{unit}" in p) == 3 + extra
         assert all(result[(unit, s["name"])] == "pair" for s in STYLES)
@@ -86,6 +90,70 @@ def test_faults_end_as_pairs_or_recorded_rejections(tmp_path, server):
         times = [r["time"] for r in server.requests if r["prompt"] == limited]
         assert min(b - a for a, b in zip(times, times[1:])) >= 0.09
     assert stats["requests_sent"] == 48 and stats["tokens_estimated"] is False
+    assert stats["resends"] == 5
+
+
+def test_each_request_asks_for_a_cap_that_follows_its_passage(tmp_path, server):
+    units = write_units(tmp_path / "units", 6)
+    run_stage("pairs", local_cfg(tmp_path / "cache", server), {"units": units}, tmp_path / "out")
+    texts = {u["id"]: u["text"] for u in pairs.load_units(units)}
+    caps = {}
+    for r in server.requests:
+        text = next(t for uid, t in texts.items() if f"Study-{uid}" in r["prompt"])
+        caps[len(text.split())] = r["body"]["max_tokens"]
+        # 1.6 x the words x 2 tokens a word + 64: the longest reply the length gate keeps, and room.
+        assert r["body"]["max_tokens"] == pairs.output_cap(text, 1.6, 4096) == math.ceil(len(text.split()) * 3.2) + 64
+    assert len(set(caps.values())) > 1 and max(caps.values()) < 400
+    server.reset()
+    run_stage("pairs", local_cfg(tmp_path / "cache2", server, max_output_tokens=100), {"units": units}, tmp_path / "o2")
+    assert {r["body"]["max_tokens"] for r in server.requests} == {100}
+
+
+def test_a_timeout_is_not_resent_and_a_rerun_sends_only_it(tmp_path, server):
+    units = write_units(tmp_path / "units", 6)
+    server.faults, server.slow_s = [Fault("slow", "Study-u0002")], 1.5
+    cfg = local_cfg(tmp_path / "cache", server, timeout_s=0.5)
+    with pytest.raises(UserError) as error:
+        run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
+    message = str(error.value)
+    assert "1 of 18 requests got no reply (1 timed out and were not resent: u0002/" in message
+    assert "no reply in 0.5 s" in message and "rerun to send only these" in message and "\n" not in message
+    assert max(server.counts().values()) == 1 and len(server.requests) == 18
+    assert len(journaled_keys(cfg)) == 17 and not (tmp_path / "out").exists()
+    server.reset()
+    stats = run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
+    assert len(server.requests) == 1 and "Study-u0002" in server.requests[0]["prompt"]
+    assert stats["pairs"] == 18 and stats["served_from_cache"] == 17
+
+
+def test_a_slow_server_gets_timeouts_from_its_measured_pace(tmp_path, server):
+    """5 ms a word: the first reply (~95 words, ~0.5 s) comes within the 0.8 s timeout_s; the last,
+    6 x as long (~2.8 s), would not, but by then each request waits 3 x its cap x the pace seen."""
+    units = write_units(tmp_path / "units", 4)
+    rows = [json.loads(line) for line in (units / "units.jsonl").read_text().splitlines()]
+    rows[-1]["text"] = "\n\n".join([rows[-1]["text"]] * 6)
+    (units / "units.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    server.token_s = 0.005
+    cfg = local_cfg(tmp_path / "cache", server, timeout_s=0.8, concurrency=1, styles=STYLES[:1])
+    stats = run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
+    assert time.monotonic() - server.requests[-1]["time"] > 1.5  # the long one, waited for
+    assert stats["requests_sent"] == 4 == len(server.requests) and stats["resends"] == 0
+
+
+def test_a_reply_cut_at_a_smaller_cap_is_resent_when_the_cap_grows(tmp_path, server):
+    units = write_units(tmp_path / "units", 4)
+    server.faults = [Fault("length", "Study-u0001", 3)]
+    cfg = local_cfg(tmp_path / "cache", server)
+    run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
+    assert outcomes(tmp_path / "out")[("u0001", "ai_generic")] == "truncated"
+    server.reset()
+    run_stage("pairs", cfg, {"units": units}, tmp_path / "out")
+    assert server.requests == []  # the same caps: every journaled reply stands, truncated or not
+    wider = local_cfg(tmp_path / "cache", server)
+    wider.data.gates.max_length_ratio = 2.0
+    run_stage("pairs", wider, {"units": units}, tmp_path / "out")
+    assert len(server.requests) == 3 and all("Study-u0001" in r["prompt"] for r in server.requests)
+    assert set(outcomes(tmp_path / "out").values()) == {"pair"}
 
 
 def test_bad_key_stops_after_a_few_requests(tmp_path, server):
@@ -201,3 +269,19 @@ def test_bench_quick_reports_every_figure():
                             "throughput_ratio", "journaled_before_kill", "resumed_requests",
                             "repeated_requests"}
     assert figures["repeated_requests"] == 0 and figures["requests"] > 0
+
+
+@pytest.mark.slow  # the units stage loads the model's tokenizer: ~12 s
+def test_console_shows_the_stage_not_http_lines_which_go_to_run_log(tmp_path, server):
+    papers = tmp_path / "papers"
+    papers.mkdir()
+    shutil.copy(ROOT / "src/voicetune/demo_corpus/joss_slix.docx", papers)
+    done = run_cli(["corpus=dir", f"corpus.path={papers}", "generator=local", f"generator.base_url={server.url}",
+                    f"generator.api_key_env={KEY_ENV}", "generator.model=test-model", "stages=[pairs]",
+                    f"cache_dir={tmp_path / 'cache'}"], cwd=tmp_path, env={KEY_ENV: TEST_KEY})
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = done.stdout + done.stderr
+    assert server.requests and "items accepted" in console and "pairs: 100%" in console
+    assert "httpx" not in console and "HTTP Request" not in console and "[INFO]" not in console
+    log = next((tmp_path / "outputs").rglob("run.log")).read_text()
+    assert log.count("][INFO] - HTTP Request: POST") == len(server.requests)  # httpx's (httpx2 in openai 3)

@@ -234,9 +234,18 @@ class GeneratorConfig:
     api_key_env: Optional[str] = None
     api_version: Optional[str] = None
     concurrency: int = 10
+    # How long a request may wait before the server's speed is known, and the least it waits
+    # after: a request whose cap needs longer at the speed replies came in waits that long x 3
+    # (voicetune.generators.openai_compat.Pace).
     timeout_s: float = 60.0
+    # Resends of a 408/409/429/5xx or a dropped connection, with backoff and Retry-After.
     max_retries: int = 4
+    # Resends of a request that timed out. 0: the server is likely still generating the abandoned
+    # reply, and a resend queues behind it (measured on a llama.cpp server: 60 s timeouts resent
+    # 4 times took the ETA from 9 min to 2.5 h). Not journaled, so a rerun sends it again.
+    timeout_retries: int = 0
     temperature: float = 0.7
+    # The ceiling of a reply; each request asks for less, from its passage (drafting.output_cap).
     max_output_tokens: int = 4096
     dry_run: bool = False
     price_input_per_1m: float = 0.0
@@ -378,6 +387,9 @@ class ComputeConfig:
     timeout: int = 3600
     # Attempts after a crash or preemption; each resumes from the last checkpoint on the volume.
     retries: int = 1
+    # Container RAM in MiB (Modal's default is far less): export merges an 8B adapter in fp32 on
+    # the CPU side (32 GB) before converting; 32 GiB costs ~$0.27/h beside an A100's $2.10.
+    memory_mb: int = 32768
     # Modal Volume names: `hf_cache` keeps downloaded base models, `runs` the inputs, checkpoints
     # and outputs of each remote run (created on first use).
     volumes: dict[str, str] = field(default_factory=lambda: {
@@ -569,6 +581,10 @@ def _validate_generator(gen: DictConfig) -> None:
         _fail("generator.timeout_s", gen.timeout_s, "must be > 0 seconds")
     if gen.max_retries < 0:
         _fail("generator.max_retries", gen.max_retries, "must be >= 0")
+    if gen.timeout_retries < 0:
+        _fail("generator.timeout_retries", gen.timeout_retries, "must be >= 0")
+    if gen.max_output_tokens < 1:
+        _fail("generator.max_output_tokens", gen.max_output_tokens, "must be >= 1")
 
 
 def _validate_compute(compute: DictConfig) -> None:
@@ -578,6 +594,8 @@ def _validate_compute(compute: DictConfig) -> None:
                   f"only {', '.join(REMOTE_STAGES)} load the model and can run on compute.target")
     if not 0 < compute.timeout <= 86400:
         _fail("compute.timeout", compute.timeout, "seconds, between 1 and 86400 (Modal's 24 h limit)")
+    if compute.memory_mb < 1024:
+        _fail("compute.memory_mb", compute.memory_mb, "MiB of container memory, at least 1024")
     if not 0 <= compute.retries <= 10:
         _fail("compute.retries", compute.retries, "between 0 and 10 (Modal's limit)")
     if set(compute.volumes) != {"hf_cache", "runs"}:

@@ -6,14 +6,20 @@ style per passage. Both go through `make_pairs` here.
 Remote replies are appended to a request journal (an fsync'd JSONL line per finished
 request) before anything else uses them, so a run killed and rerun does not pay again for a
 journaled reply; what it sends again is only a reply that had arrived but was not yet on disk
-(the last few ms) and a request that failed. The outputs are rebuilt from the journal at the end,
-so they never hold duplicates.
+(the last few ms) and a request that failed or timed out. Such a request ends the stage with one
+line saying so, after the others are journaled, so the stage is not cached without it. The
+outputs are rebuilt from the journal at the end, so they never hold duplicates.
+
+Each request asks for at most `output_cap` tokens, from its passage: a reply the length gate
+would reject anyway no longer runs on to generator.max_output_tokens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 import os
 import time
 from collections import Counter
@@ -28,12 +34,21 @@ from voicetune import gates
 from voicetune.cache import Cache, digest
 from voicetune.errors import DryRun, UserError
 from voicetune.generators import make_generator
-from voicetune.generators.requests import Generator, Reply, Request, estimate_tokens
+from voicetune.generators.requests import TRANSIENT, Generator, Reply, Request, estimate_tokens
 from voicetune.chat import chat_token_counter, text_token_counter
 from voicetune.records import chat_record, read_jsonl, read_split, section_weight, write_jsonl
 from voicetune.shapes import build_units
 
 JOURNAL = "pairs-requests"
+log = logging.getLogger(__name__)
+# A reply the length gate keeps has at most max_length_ratio x the passage's words. Tokens per
+# word over the 175 demo-corpus units, SmolLM2's 49k vocabulary: 1.06-1.81, median 1.29 (larger
+# vocabularies, gpt-4o's 200k or Llama 3's 128k, count fewer), so 2.0 covers every one; 64 more
+# give a one-sentence passage (20 words: 1.6 x 20 x 2.0 = 64 tokens) room for a stray line and
+# the end token. A 100-word paragraph asks for 1.6 x 100 x 2.0 + 64 = 384 tokens, not 4,096.
+# Words, not the units' token counts: those come from the model being tuned, and a request must
+# be the same for every model= so that the journal serves them all.
+CAP_TOKENS_PER_WORD, CAP_EXTRA = 2.0, 64
 
 
 @dataclass(frozen=True)
@@ -64,8 +79,18 @@ def load_units(folder: Path) -> list[dict[str, Any]]:
     return units
 
 
+def output_cap(text: str, max_length_ratio: float, ceiling: int) -> int:
+    """A request's max_tokens: room for the longest reply the length gate keeps, at most `ceiling`."""
+    return min(ceiling, math.ceil(len(text.split()) * max_length_ratio * CAP_TOKENS_PER_WORD) + CAP_EXTRA)
+
+
 def request_fields(gen: Any, template: str, style: Any) -> dict[str, Any]:
-    """Everything but the unit's text that changes what the model returns."""
+    """Everything but the unit's text that changes what the model returns.
+
+    The per-request cap is not among them: it follows from the text, max_output_tokens (both in
+    the key) and the gates' max_length_ratio, and only cuts replies the gate rejects, so a reply
+    journaled under another cap still stands (`reusable` resends one cut at a smaller cap).
+    """
     return {
         "backend": gen.backend, "model": gen.model, "prompt": template, "style": style.name,
         "instruction": style.instruction, "temperature": gen.temperature,
@@ -90,15 +115,27 @@ def plan(cfg: Any, units: list[dict[str, Any]], pick=None) -> list[Item]:
     # needs 8 (1,000 items: 0.45 s -> 0.05 s before the first request goes out).
     styles = [(s.name, s.instruction, request_fields(cfg.generator, template, s))
               for s in sorted(cfg.data.rough_styles, key=lambda s: s.name)]
+    ratio, ceiling = cfg.data.gates.max_length_ratio, cfg.generator.max_output_tokens
     items = []
     for unit in sorted(units, key=lambda u: u["id"]):
+        cap = output_cap(unit["text"], ratio, ceiling)
         for name, instruction, fields in styles:
             if pick is not None and pick(unit) != name:
                 continue
             prompt = template.format(instruction=instruction, text=unit["text"])
             key = digest({**fields, "text": unit["text"]})  # the request's content address
-            items.append(Item(unit, name, Request(key, unit["id"], name, unit["text"], prompt)))
+            items.append(Item(unit, name, Request(key, unit["id"], name, unit["text"], prompt, cap)))
     return items
+
+
+def reusable(reply: Reply | None, request: Request) -> bool:
+    """A journaled reply stands unless it was cut (finish_reason=length) at a smaller cap than now.
+
+    Journals from before per-passage caps hold no cap: theirs was max_output_tokens, in the key.
+    """
+    if reply is None:
+        return False
+    return reply.finish_reason != "length" or reply.max_tokens is None or reply.max_tokens >= request.max_tokens
 
 
 class Journal:
@@ -193,7 +230,7 @@ def make_pairs(cfg: Any, units: list[dict[str, Any]], cache: Cache, out: Path, p
     journal = Journal(cache.journal(JOURNAL))
     remote = cfg.generator.backend != "offline"
     cached = journal.load() if remote else {}
-    todo = [item for item in items if item.request.key not in cached]
+    todo = [item for item in items if not reusable(cached.get(item.request.key), item.request)]
     if cfg.generator.dry_run:
         raise DryRun(dry_run_message(cfg.generator, todo, len(items)))
     generator, judge = make_generator(cfg.generator), Judge(cfg.data.gates)
@@ -201,10 +238,16 @@ def make_pairs(cfg: Any, units: list[dict[str, Any]], cache: Cache, out: Path, p
         fresh = asyncio.run(send_all(generator, todo, journal, cfg.generator.concurrency, judge))
     finally:
         journal.close()
+    unsent = [item for item in todo if fresh[item.request.key].error in TRANSIENT]
+    for item in unsent:
+        log.info("%s/%s not answered: %s", item.unit["id"], item.style, fresh[item.request.key].detail)
+    if unsent:
+        raise UserError(unsent_message(cfg.generator, unsent, fresh, len(items)))
     stats = write_outputs(cfg, items, {**cached, **fresh}, judge, out)
     stats.update(usage_stats(cfg.generator, fresh.values(), remote))
     stats.update(calls_planned=len(items), served_from_cache=len(items) - len(todo),
-                 requests_sent=len(fresh), seconds=round(time.monotonic() - start, 2))
+                 requests_sent=len(fresh), resends=sum(r.sends - 1 for r in fresh.values()),
+                 seconds=round(time.monotonic() - start, 2))
     (Path(out) / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     print(summary(stats))
     return stats
@@ -215,17 +258,23 @@ async def send_all(generator: Generator, todo: list[Item], journal: Journal, con
     """Send every request with bounded concurrency; a UserError cancels the rest."""
     from tqdm import tqdm
 
-    semaphore, replies = asyncio.Semaphore(concurrency), {}
+    semaphore, replies, seen = asyncio.Semaphore(concurrency), {}, Counter()
     progress = tqdm(total=len(todo), desc="pairs", unit="req", disable=not todo)
 
     async def one(item: Item) -> None:
         async with semaphore:
             reply = await generator.complete(item.request)
         # Transient failures are not journaled, so a rerun retries them.
-        if generator.remote and reply.error != "request_failed":
+        if generator.remote and reply.error not in TRANSIENT:
             await journal.append(item.request.key, item.request, reply)
         replies[item.request.key] = reply
         judge(item, reply)  # now, while other requests are in flight, not after the last one
+        seen["resent"] += reply.sends - 1
+        if reply.error in TRANSIENT:
+            seen[reply.error] += 1
+        shown = [f"{k.replace('_', ' ')} {v}" for k, v in sorted(seen.items()) if v]
+        if shown:  # on the bar, not as lines between its updates (the details are in run.log)
+            progress.set_postfix_str(", ".join(shown), refresh=False)
         progress.update()
 
     fatal = None
@@ -322,13 +371,34 @@ def dry_run_message(gen: Any, todo: list[Item], planned: int) -> str:
     return message
 
 
+def unsent_message(gen: Any, unsent: list[Item], fresh: dict[str, Reply], planned: int) -> str:
+    """One line: how many requests got no reply and why, a few of them, and what a rerun sends."""
+    kinds = Counter(fresh[i.request.key].error for i in unsent)
+    why = []
+    if kinds["timed_out"]:
+        why.append(f"{kinds['timed_out']:,} timed out " + (f"{gen.timeout_retries + 1} times" if gen.timeout_retries
+                                                           else "and were not resent"))
+    if kinds["request_failed"]:
+        why.append(f"{kinds['request_failed']:,} failed after {gen.max_retries} resends")
+    by_detail: dict[str, list[str]] = {}
+    for item in unsent:
+        by_detail.setdefault(fresh[item.request.key].detail, []).append(f"{item.unit['id']}/{item.style}")
+    shown = "; ".join(f"{names[0]}{f' and {len(names) - 1:,} more' if len(names) > 1 else ''}: {detail}"
+                      for detail, names in list(by_detail.items())[:3])
+    more = "; the rest in run.log" if len(by_detail) > 3 else ""
+    hint = " (a slow server: raise generator.timeout_s)" if kinds["timed_out"] else ""
+    return (f"pairs: {len(unsent):,} of {planned:,} requests got no reply ({', '.join(why)}: {shown}{more}); "
+            f"the other replies are journaled: rerun to send only these{hint}")
+
+
 def summary(stats: dict[str, Any]) -> str:
     """One paragraph for the console."""
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(stats["rejected_by_reason"].items()))
     estimated = " (estimated)" if stats["tokens_estimated"] else ""
+    resent = f" ({stats['resends']:,} resends)" if stats["resends"] else ""
     return (f"pairs: {stats['pairs']:,} of {stats['calls_planned']:,} items accepted, "
             f"{stats['rejected']:,} rejected{f' ({reasons})' if reasons else ''}; "
             f"{stats['served_from_cache']:,} served from cache, {stats['requests_sent']:,} "
-            f"requests sent, {stats['prompt_tokens']:,} prompt + "
+            f"requests sent{resent}, {stats['prompt_tokens']:,} prompt + "
             f"{stats['completion_tokens']:,} completion tokens{estimated}, "
             f"${stats['cost_usd']:.2f}; {stats['seconds']:.1f} s.")

@@ -72,7 +72,7 @@ def evaluate(original: str, rough: Optional[str], finish_reason: Optional[str],
     if not rough or not rough.strip():
         return Verdict("empty", "the model returned no text")
     if finish_reason == "length":
-        return Verdict("truncated", "finish_reason=length (hit generator.max_output_tokens)")
+        return Verdict("truncated", "finish_reason=length (hit the request's token cap)")
     if gates.reject_refusals and (REFUSAL_START.search(rough) or REFUSAL_ANYWHERE.search(rough)):
         return Verdict("refusal", rough.strip()[:80])
     return _compare(original, rough, gates)

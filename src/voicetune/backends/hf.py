@@ -10,10 +10,14 @@ PACKED_ROWS_ISOLATED = True
 
 
 def load(cfg, cache, tokenizer=None):
-    """The base model (fp32, SDPA) wrapped in the `lora` group's adapter."""
+    """The base model (SDPA) wrapped in the `lora` group's adapter: frozen base weights in bf16 when
+    training in bf16 (an 8B model: 16 GB, not 32), else fp32; peft keeps the adapter in fp32."""
+    import torch
+
     from voicetune.models import load_model
 
-    return lora_model(load_model(cfg.model, cache), cfg.lora)
+    dtype = torch.bfloat16 if str(cfg.train.precision) == "bf16" else torch.float32
+    return lora_model(load_model(cfg.model, cache, dtype=dtype), cfg.lora)
 
 
 def lora_model(base, lora_cfg):

@@ -149,7 +149,7 @@ def build_app(compute, tools: list[str] = ()):
 def function_options(compute, tools: list[str] = ()) -> dict:
     """`@app.function` arguments: GPU, timeout and retries from config, volumes, secrets, image."""
     return {"image": build_image(tools), "gpu": compute.gpu, "timeout": compute.timeout,
-            "retries": compute.retries, "volumes": volumes(compute), "secrets": secrets(compute)}
+            "retries": compute.retries, "memory": compute.memory_mb, "volumes": volumes(compute), "secrets": secrets(compute)}
 
 
 def build_image(tools: list[str] = ()):

@@ -11,13 +11,14 @@ TOKENS_PER_WORD = 1.35
 
 @dataclass(frozen=True)
 class Request:
-    """One (unit, style) call: the unit's text and the prompt built from it."""
+    """One (unit, style) call: the unit's text, the prompt built from it, its reply's token cap."""
 
     key: str
     unit_id: str
     style: str
     text: str
     prompt: str
+    max_tokens: int
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,21 @@ class Reply:
     finish_reason: Optional[str] = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    # "malformed_response" or "request_failed"; None for a usable completion.
+    # "malformed_response", or "request_failed" / "timed_out" (transient: never journaled, so a
+    # rerun sends them again); None for a usable completion.
     error: Optional[str] = None
     detail: str = ""
+    # The cap the request asked for (None in journals older than per-passage caps: it was
+    # generator.max_output_tokens) and how many times this run sent it.
+    max_tokens: Optional[int] = None
+    sends: int = 1
 
     def record(self) -> dict[str, Any]:
         """The journal's view of this reply."""
         return asdict(self)
+
+
+TRANSIENT = ("request_failed", "timed_out")
 
 
 class Generator(Protocol):

@@ -115,7 +115,7 @@ def run(ctx) -> dict:
     copies = voice.CopyIndex(sorted({reference(r) for r in train}))
     rows = {"rough": voice.draft_rows([draft(r) for r in heldout], heldout, judge, None),
             "reference": voice.draft_rows(refs, heldout, judge, copies)}
-    report = {"models": {}, "author": author, "samples": [dict(id=r["id"], shape=r["shape"], section=r["section"],
+    report = {"models": {}, "author": author, "placement": {"device": str(model.device), "dtype": str(model.dtype)}, "samples": [dict(id=r["id"], shape=r["shape"], section=r["section"],
               rough=user_turn(r), reference=ref, outputs={}) for r, ref in zip(heldout, refs)]}
     for name in ("tuned", "base"):
         with _adapter(model, enabled=name == "tuned"):

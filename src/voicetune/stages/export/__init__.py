@@ -72,13 +72,21 @@ def run(ctx) -> dict:
         raise UserError(f"export: {inputs['train']} holds no trained adapter; run the train stage first")
     check(cfg)
     built, keys = {}, {"adapter": adapter_digest(adapter)}
+    # The merged folder a conversion starts from stays in the cache unless asked for: on a remote
+    # GPU the output folder is what comes back, and an 8B merged model is 16 GB.
+    asked_merged = any(name == "merged" and on for name, on in cfg.export.formats.items())
     for fmt in [f for f in wanted(cfg) if f in FORMAT_READS]:
         built[fmt] = _build(cfg, fmt, adapter, ctx, keys, built)
-        link_tree(Path(built[fmt]["cache"]), out / fmt)  # the run's export/<format>/ holds the files
-        write_folder_files(cfg, fmt, out / fmt, inputs)
+        if fmt != "merged" or asked_merged:
+            link_tree(Path(built[fmt]["cache"]), out / fmt)  # the run's export/<format>/ holds the files
+            write_folder_files(cfg, fmt, out / fmt, inputs)
+    shipped = {f: out / f for f in built if (out / f).is_dir()}
     (out / "artifacts.json").write_text(json.dumps(built, indent=2))
-    table = parity.check(cfg, ctx.tokenizer(), inputs, adapter, {f: out / f for f in built}, out, ctx.cache)
-    return {"formats": list(built), "parity": table["summary"],
+    table = parity.check(cfg, ctx.tokenizer(), inputs, adapter, shipped, out, ctx.cache)
+    from voicetune.models import inference_placement
+
+    device, dtype = inference_placement()  # where parity's transformers runtimes ran
+    return {"formats": list(built), "parity": table["summary"], "parity_placement": {"device": device, "dtype": str(dtype)},
             "sizes_mb": {f: b.get("size_mb") for f, b in built.items()}}
 
 

@@ -58,6 +58,9 @@ DROPPED_ENVS = {"figure", "figure*", "table", "table*", "tabular", "tabular*", "
                 "verbatim", "Verbatim", "lstlisting", "minted", "tikzpicture", "algorithm",
                 "algorithmic", "keywords", "IEEEkeywords", "acknowledgments",
                 "acknowledgements", "comment", "titlepage"}
+# Type style and box macros that pylatexenc's text conversion would drop with their text.
+KEPT = {"texttt", "textsf", "textup", "textmd", "textnormal", "mbox", "hbox", "uline", "ul",
+        "enquote", "textsuperscript", "textsubscript"}
 MATH_ENVS = {"equation", "equation*", "align", "align*", "gather", "gather*", "multline",
              "multline*", "eqnarray", "eqnarray*", "displaymath", "flalign", "flalign*",
              "dmath", "dmath*"}
@@ -219,11 +222,13 @@ def _walker_context(user: tuple[tuple[str, int, bool], ...]):
     db = get_default_latex_context_db()
     verbatim = VerbatimArgsParser(verbatim_arg_type="verbatim-environment")
     db.add_context_category("papers", prepend=True, macros=[
-        std_macro("href", "[{{"), std_macro("paragraph", "*[{"), std_macro("part", "*[{"),
+        std_macro("href", "[{{"), std_macro("hypertarget", "{{"), std_macro("hyperlink", "{{"),
+        std_macro("paragraph", "*[{"), std_macro("part", "*[{"),
         std_macro("caption", "*[{"), std_macro("thanks", "{"), std_macro("affiliation", "[{"),
         std_macro("email", "{"), std_macro("parencite", "*[[{"), std_macro("textcite", "*[[{"),
         std_macro("autocite", "*[[{"), std_macro("footcite", "[[{"), std_macro("nocite", "{"),
         std_macro("pageref", "{"), std_macro("textcolor", "{{"), std_macro("footnotetext", "[{"),
+        *(std_macro(name, "{") for name in KEPT),
     ], environments=[EnvironmentSpec(name, args_parser=verbatim)
                      for name in ("lstlisting", "minted", "Verbatim")])
     db.add_context_category("user", prepend=True, macros=[
@@ -292,10 +297,8 @@ def _converter():
                 return "\n\n" if name == "par" else " "
             if name == "textbf":
                 return BOLD + self._arg(node, -1) + BOLD
-            if name == "href":
-                return self._arg(node, -1)
-            if name == "url":
-                return self._arg(node, -1)
+            if name in KEPT or name in ("href", "url", "hyperlink", "hypertarget"):
+                return self._arg(node, -1)  # the text, not the target (pandoc's section anchors)
             if name in self.macros and self.expanding < MAX_DEPTH:
                 return self._expand(node)
             return super().macro_node_to_text(node)

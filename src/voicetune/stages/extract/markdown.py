@@ -2,7 +2,9 @@
 
 markdown-it-py (CommonMark) with the mdit-py-plugins pandoc needs parses the file once; only
 the text of paragraphs and headings is read from the token stream, so code blocks, display
-math blocks, HTML, tables, footnotes and figure-only paragraphs never become prose. YAML
+math blocks, HTML, tables, footnotes and figure-only paragraphs never become prose; pandoc's
+own simple, multiline and grid tables, which CommonMark reads as paragraphs, headings and
+rules, are blanked out of the source first (`without_tables`). YAML
 front matter gives the title (level 0) and the abstract (style "abstract"); the rest of it
 (authors, affiliations) is dropped. Citations `[@a; @doi:10.1/x]` and `@a` become numbered
 markers "[1, 2]" (`document.Numbers`), Quarto/pandoc-crossref references `@fig-x` read
@@ -23,8 +25,12 @@ _CITE_GROUP = re.compile(r"\[([^\[\]]*@[^\[\]]*)\]")
 _GROUP_KEY = re.compile(rf"(?<![\w@])-?@({_KEY})")
 _IN_TEXT = re.compile(rf"(?<![\w@])@({_KEY})")  # not the @ of an e-mail address
 _ATTRS = re.compile(r"\s*\{(?:[#.-]|\w+=)[^{}]*\}")  # {#fig:x width=50%}, {.unnumbered}
-_GRID_RULE = re.compile(r"^\s*[+|][-=:+|]{3,}\s*$", re.M)  # +----+----+ of a grid table
 _TABLE_CAPTION = re.compile(r"^(?:Table)?:\s")  # pandoc's "Table: ..." / ": ..." caption
+# Pandoc's table rules: "-----" across the table, "---- ------" one run per column, "+---+---+".
+_FULL_RULE = re.compile(r"^\s*-{3,}\s*$")
+_COLUMN_RULE = re.compile(r"^\s*-{2,}(?:\s+-{2,})+\s*$")
+_GRID_TOP = re.compile(r"^\s*\+-[-:+]*\+\s*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _REFS_DIV = re.compile(r"#refs\b|id=[\"']refs[\"']")
 _FIGURE_DIV = re.compile(r"#(?:fig|tbl|lst)[-:]")  # Quarto figure/table divs hold a caption
 SKIPPED = {"table_open", "footnote_block_open"}  # their text is not prose
@@ -40,7 +46,7 @@ def read_document(path: Path, heading_chars: int = 80) -> Document:
     except UnicodeDecodeError as exc:
         raise ReadError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     numbers = Numbers()
-    tokens = _parser().parse(text)
+    tokens = _parser().parse(without_tables(text))
     paras = []
     if tokens and tokens[0].type == "front_matter":
         paras = _front_matter(tokens[0].content, numbers, heading_chars)
@@ -71,6 +77,66 @@ def _parser():
                    superscript_plugin):
         md.use(plugin)
     return md.use(attrs_plugin, spans=True)
+
+
+def without_tables(text: str) -> str:
+    """The source with pandoc's simple, multiline and grid tables blanked, fenced code aside."""
+    lines = text.split("\n")
+    fence, i = "", 0
+    while i < len(lines):
+        line = lines[i].strip()
+        if fence:  # inside fenced code: only its closing fence matters
+            fence = "" if len(line) >= len(fence) and line == fence[0] * len(line) else fence
+            i += 1
+            continue
+        opener = _FENCE.match(lines[i])
+        end = None if opener else _table_end(lines, i)
+        if end is None:
+            fence = opener.group(1) if opener else ""
+            i += 1
+            continue
+        lines[i:end] = [""] * (end - i)
+        i = end
+    return "\n".join(lines)
+
+
+def _blank(lines: list[str], k: int) -> bool:
+    return not (0 <= k < len(lines)) or not lines[k].strip()
+
+
+def _table_end(lines: list[str], i: int) -> int | None:
+    """The index after the pandoc table that starts at line i, or None if none starts there."""
+    caption_above = _TABLE_CAPTION.match(lines[i - 1].lstrip()) if i else None
+    if not (_blank(lines, i - 1) or (caption_above and _blank(lines, i - 2))):
+        return None  # a table is a block of its own (a "Table: ..." caption may sit on it)
+    n = len(lines)
+    if _GRID_TOP.match(lines[i]):
+        j = i + 1
+        while j < n and lines[j].lstrip()[:1] in ("+", "|"):
+            j += 1
+        return j if j > i + 1 else None
+    if _COLUMN_RULE.match(lines[i + 1] if i + 1 < n else "") and lines[i].strip() \
+            and not _FULL_RULE.match(lines[i]):  # simple: a header line, then rows to a blank line
+        j = i + 2
+        while not _blank(lines, j):
+            j += 1
+        return j
+    if _FULL_RULE.match(lines[i]):  # multiline: rule, header lines, column rule, rows, rule
+        j = i + 1
+        while not _blank(lines, j) and not _FULL_RULE.match(lines[j]) \
+                and not _COLUMN_RULE.match(lines[j]):
+            j += 1
+        if j == i + 1 or j >= n or not _COLUMN_RULE.match(lines[j]):
+            return None  # a thematic break
+        closing = _FULL_RULE
+    elif _COLUMN_RULE.match(lines[i]) and not _blank(lines, i + 1):
+        j, closing = i, re.compile(re.escape(lines[i].rstrip()) + r"\s*$")  # headerless: same rule
+    else:
+        return None
+    for k in range(j + 1, n):
+        if closing.match(lines[k]) and _blank(lines, k + 1):
+            return k + 1
+    return None
 
 
 def _front_matter(yaml_text: str, numbers: Numbers, heading_chars: int) -> list[Para]:
@@ -118,13 +184,11 @@ def blocks(tokens: list, numbers: Numbers, heading_chars: int) -> list[Para]:
 
 
 def _para(opener, tok, numbers: Numbers, heading_chars: int) -> Para | None:
-    """One heading or paragraph; None when nothing of it is prose (a figure, a grid table)."""
+    """One heading or paragraph; None when nothing of it is prose (a figure)."""
     if opener.type == "heading_open":
         level = int(opener.tag[1])
         text = inline_text(tok.children, numbers)
         return Para(text, f"heading {level}", level, False) if text else None
-    if _GRID_RULE.search(tok.content):
-        return None
     text = inline_text(tok.children, numbers)
     if not text:
         return None

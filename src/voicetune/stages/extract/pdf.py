@@ -2,8 +2,9 @@
 
 PDFium lays out each page's text, line breaks included, in C; this module asks it for one
 string per page and a few facts per *line* (the boxes of its first and last character,
-the font size and weight of three characters), never per character: a 10-page two-column
-paper has ~45,000 characters but ~1,000 lines, and each PDFium call through ctypes costs
+the font size and weight of three characters, whether a gap between two words is wide as
+between table cells), never per character: a 10-page two-column paper has ~45,000
+characters but ~1,000 lines and ~8,000 spaces, and each PDFium call through ctypes costs
 ~1 us. It also finds each page's columns (a gutter that almost no line crosses);
 `pdf_layout` turns the lines into paragraphs.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from voicetune.stages.extract.document import Document, ReadError
 from voicetune.stages.extract.pdf_layout import Line, paragraphs
+from voicetune.stages.extract.pdf_tables import GAP_EM
 
 NO_TEXT = "no text layer (a scanned PDF?): run OCR on it first, e.g. ocrmypdf in.pdf out.pdf"
 MIN_CHARS = 100  # fewer characters than this in a whole file: a scan, at most a stamped number
@@ -99,12 +101,17 @@ def _page_lines(page, index: int) -> list[Line]:
         for chunk in text.split("\r\n"):
             end = start + len(chunk)
             stripped = chunk.strip()
-            if stripped and not _NUMERIC.match(stripped):
+            if stripped:
                 a = start + len(chunk) - len(chunk.lstrip())
                 b = start + len(chunk.rstrip()) - 1
+                spaces = [a + k for k, c in enumerate(stripped) if c == " "]
                 if not same:
                     a, b = (raw.FPDFText_GetCharIndexFromTextIndex(textpage, i) for i in (a, b))
-                lines.append(probe.line(stripped, index, a, b))
+                    spaces = [raw.FPDFText_GetCharIndexFromTextIndex(textpage, i) for i in spaces]
+                line = probe.line(stripped, index, a, b)
+                line.numeric = bool(_NUMERIC.match(stripped))
+                line.gap = probe.gap(spaces, GAP_EM * line.em)
+                lines.append(line)
             start = end + 2
         return lines
     finally:
@@ -139,6 +146,16 @@ class _Probe:
             bold = self.bold_names[name] = bool(_BOLD_FONT.search(name.decode("latin-1")))
         return bold
 
+    def gap(self, spaces: list[int], wide: float) -> bool:
+        """Is any of these spaces wider than `wide` (from the letter before to the one after)?"""
+        box, raw, tp = self.box, self.raw, self.tp
+        for i in spaces:
+            if raw.FPDFText_GetUnicode(tp, i + 1) == 32:
+                continue  # spaces in a row: the gap is measured from the last
+            if box(i + 1)[0] - box(i - 1)[2] > wide:
+                return True
+        return False
+
     def line(self, text: str, page: int, a: int, b: int) -> Line:
         """The line of characters a..b (text as PDFium gives it) with its box and type."""
         left, bottom, _, top = self.box(a)
@@ -167,15 +184,18 @@ class _Probe:
 
 def _columns(lines: list[Line], width: float) -> None:
     """Mark each line left/right column or spanning, and its band, when the page has a gutter."""
-    gutter = _gutter(lines, width)
+    gutter = _gutter([line for line in lines if not line.numeric], width)
     if gutter is None:
         return
+    # A left-column line that runs on past the gutter (a table's wide row) stops short of the
+    # right column's middle; a spanning title or caption is centred or reaches further.
+    overflow = gutter + 0.5 * (max(line.x1 for line in lines) - gutter)
     band = 0
     for line in sorted(lines, key=lambda l: -l.bottom):
         if line.x0 >= gutter:
             line.col = 2
-        elif line.x1 <= gutter or "\ufffe" in line.text:  # "pro-" + "portional" across the gutter
-            line.col = 1
+        elif line.x1 <= gutter or "\ufffe" in line.text or line.x1 < overflow:
+            line.col = 1  # "\ufffe": "pro-" + "portional" across the gutter
         else:
             band += 1  # a spanning line (title, a wide figure's caption) closes the band above
             line.band = band
@@ -200,6 +220,10 @@ def _gutter(lines: list[Line], width: float) -> float | None:
     ok = (sides >= max(3, 0.15 * len(lines))) & (crossing <= 2 * sides)
     if not ok.any():
         return None
-    best = np.where(ok, sides * 4 - crossing, -1)
-    candidates = xs[best == best.max(), 0]
-    return float(candidates.mean())  # the middle of the gap, not its left edge
+    # The widest run of the least-crossed places: a table's narrow cells leave other gaps,
+    # between columns of cells, that balance the two sides better than the real gutter.
+    clear = ok & (crossing <= crossing[ok].min())
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], clear.astype(int), [0]))))
+    starts, ends = edges[::2], edges[1::2]
+    widest = np.argmax(ends - starts)
+    return float(xs[starts[widest]:ends[widest], 0].mean())  # the middle of the gap

@@ -5,7 +5,8 @@ on many pages), reads each page column by column, rebuilds paragraphs (vertical 
 first-line indent, a short last line), undoes line-end hyphenation where the paper's own
 words say it was hyphenation, and names each paragraph: title (largest type on page 1),
 heading (larger or bold type, levels by size), or body; small type (footnotes, tables,
-affiliations, most captions) and sparse lines (table rows, figure labels) are left out.
+affiliations, most captions), sparse lines (table rows, figure labels) and tables in body type
+(`pdf_tables`: rows of cells side by side) are left out.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from voicetune.stages.extract.document import Para
+from voicetune.stages.extract.pdf_tables import table_lines
 
 RUNNING_SHARE = 0.4  # at one height on >= 40% of pages (>= 2): odd/even headers alternate
 SMALL = 0.85  # type under 85% of the body size is small print: footnotes, tables, affiliations
@@ -40,12 +42,18 @@ class Line:
     bold: bool
     col: int = 0  # 0: spans the page (or one-column page), 1: left column, 2: right column
     band: int = 0  # spanning lines cut a page into bands, each read left column first
+    numeric: bool = False  # digits and signs only: a page number, a table's figures (never prose)
+    gap: bool = False  # a gap over GAP_EM between two words: table cells run together
 
 
 def paragraphs(pages: list[list[Line]], heading_chars: int) -> list[Para]:
     """Every page's lines (columns marked) -> the paper's paragraphs in reading order."""
+    order = {id(line): k for k, line in enumerate(l for page in pages for l in page)}
     lines = _drop_running(pages)
-    body = _body_size(lines)
+    text = [line for line in lines if not line.numeric]
+    body = _body_size(text)
+    cells = table_lines(lines, order, _width(text, body), _pitch(text, body), _edges(text)[1])
+    lines = [line for line in text if id(line) not in cells]
     return _paragraphs(_blocks(lines, body), body, _vocabulary(lines), heading_chars)
 
 
@@ -110,6 +118,12 @@ def _density(lines: list[Line], body: float) -> float:
     values = sorted(len(l.text) * l.em / (l.x1 - l.x0) for l in lines
                     if _in_body_type(l, body) and len(l.text) > 20 and l.x1 > l.x0)
     return values[len(values) // 2] if values else 2.0
+
+
+def _width(lines: list[Line], body: float) -> float:
+    """The usual width of a line of body type, in points (a column's, most of them justified)."""
+    values = sorted(l.x1 - l.x0 for l in lines if _in_body_type(l, body) and len(l.text) > 20)
+    return values[len(values) // 2] if values else 0.0
 
 
 def _in_body_type(line: Line, body: float) -> bool:

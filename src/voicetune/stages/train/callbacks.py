@@ -64,6 +64,7 @@ class HistoryCallback(TrainerCallback):
             "real_tokens": trainer.real_tokens, "padding_efficiency": self.efficiency(),
             "real_tokens_per_s": round(trainer.real_tokens / max(seconds, 1e-9), 1),
             "trainable_params": trainable, "dropped_too_long": too_long,
+            "device": str(model.device), "base_dtype": str(model.get_base_model().dtype),
             "final_eval_loss": self.data["eval"][-1]["eval_loss"] if self.data["eval"] else None,
         }
         if self.tracker:
