@@ -258,7 +258,8 @@ class ModelConfig:
     name: str = MISSING
     name_or_path: str = MISSING
     gguf_file: Optional[str] = None
-    # Billions of parameters: only for compute.dry_run's estimates of time, cost and sizes.
+    # Billions of parameters: for compute.dry_run's estimates of time, cost and sizes, and the
+    # MLX export's bits (export.mlx.q_bits=null).
     params_b: Optional[float] = None
     chat_template: Optional[str] = None
     end_tokens: list[str] = field(default_factory=list)
@@ -334,7 +335,11 @@ class GgufExport:
 
 @dataclass
 class MlxExport:
-    q_bits: int = 4
+    # null (auto): 8 bits for a model under 1B parameters (model.params_b), else 4, resolved before
+    # the run. Measured on SmolLM2-135M (bench/results/parity.md): MLX_MEASUREMENT_PLACEHOLDER.
+    # 4-bit is the seed's format for the 8B; the 0.5B between them is not measured, and 8 bits
+    # is the side that stops (~0.5 GB for it). An unknown params_b keeps the seed's 4.
+    q_bits: Optional[int] = None
     group_size: int = 64
     # auto: float16 on macOS; float32 elsewhere, because mlx[cpu] 0.32 on Linux never finished
     # a float16 forward pass of the 4-bit model (measured: > 200 s for 3 tokens; float32: 9-12 tok/s).
@@ -363,6 +368,12 @@ class ExportConfig:
     # Held-out drafts every artifact generates (shapes in turn: paragraph, abstract, section, ...).
     # 2 keeps the default CPU run short; 0 checks templates only.
     parity_probes: int = 2
+    # An artifact passes parity only if it also stops: an end token before the cap on at least this
+    # share of those drafts (besides identical templates and no leaks). A reply that runs to the cap
+    # is one the user cuts by hand; half is the floor that a faithful copy of a model that stops
+    # clears with one runaway in 2-4 drafts, and that a broken one (MLX 4-bit of the 135M: 0 of 2)
+    # does not. 0 checks templates and leaks only.
+    parity_min_stop_rate: float = 0.5
 
 
 @dataclass
@@ -503,12 +514,14 @@ def _validate_export(export: DictConfig) -> None:
     for name in export.formats:
         if name not in EXPORT_FORMATS:
             _fail(f"export.formats.{name}", export.formats[name], f"format must be one of {list(EXPORT_FORMATS)}")
-    if export.mlx.q_bits not in (2, 3, 4, 6, 8):
-        _fail("export.mlx.q_bits", export.mlx.q_bits, "allowed: 2, 3, 4, 6, 8")
+    if export.mlx.q_bits not in (None, 2, 3, 4, 6, 8):
+        _fail("export.mlx.q_bits", export.mlx.q_bits, "allowed: 2, 3, 4, 6, 8, or null (by model size)")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", export.name):
         _fail("export.name", export.name, "letters, digits, '.', '_' and '-' only (it names folders)")
     if export.parity_probes < 0:
         _fail("export.parity_probes", export.parity_probes, "must be >= 0")
+    if not 0 <= export.parity_min_stop_rate <= 1:
+        _fail("export.parity_min_stop_rate", export.parity_min_stop_rate, "a share of drafts, in [0, 1]")
 
 
 def _validate_eval(ev: DictConfig) -> None:

@@ -86,7 +86,10 @@ def run(ctx) -> dict:
     from voicetune.models import inference_placement
 
     device, dtype = inference_placement()  # where parity's transformers runtimes ran
-    return {"formats": list(built), "parity": table["summary"], "parity_placement": {"device": device, "dtype": str(dtype)},
+    # A failed artifact stays (the run finishes with the ones that pass); `failed` is the line the
+    # run's summary prints for it, like a rejected pair is kept with its reason.
+    return {"formats": list(built), "parity": table["summary"], "failed": parity.failed_lines(table["summary"]),
+            "parity_placement": {"device": device, "dtype": str(dtype)},
             "sizes_mb": {f: b.get("size_mb") for f, b in built.items()}}
 
 
