@@ -232,9 +232,12 @@ def test_rendering_comparison_reports_where_ids_differ():
     assert got == {"prompt": "identical", "default_persona": "MISMATCH at token 2 (4 vs 3 ids)", "conversation": "n/a"}
 
 
-def test_parity_probes_take_shapes_in_turn():
-    panel = [{"shape": s, "probe_id": i} for i, s in enumerate(["paragraph", "paragraph", "section", "abstract"])]
-    assert [p["shape"] for p in by_shape(panel)] == ["paragraph", "abstract", "section", "paragraph"]
+def test_parity_drafts_take_the_short_shapes_in_turn_first():
+    shapes = ["section", "paragraph", "paragraph", "abstract", "sentence", "sentence", "sentence", "section"]
+    drafts = [{"shape": s, "id": i} for i, s in enumerate(shapes)]
+    assert [(d["shape"], d["id"]) for d in by_shape(drafts)] == [
+        ("sentence", 4), ("paragraph", 1), ("sentence", 5), ("paragraph", 2), ("sentence", 6),
+        ("abstract", 3), ("section", 0), ("section", 7)]
 
 
 def test_rewrite_warns_on_cap_and_early_stop():

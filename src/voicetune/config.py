@@ -365,9 +365,11 @@ class ExportConfig:
     gguf: GgufExport = field(default_factory=GgufExport)
     mlx: MlxExport = field(default_factory=MlxExport)
     lmstudio: LmStudioExport = field(default_factory=LmStudioExport)
-    # Held-out drafts every artifact generates (shapes in turn: paragraph, abstract, section, ...).
-    # 2 keeps the default CPU run short; 0 checks templates only.
-    parity_probes: int = 2
+    # Held-out drafts every artifact generates: sentences and paragraphs in turn, then the long
+    # shapes. 4 = 2 sentences + 2 paragraphs, caps 583 tokens in all on the demo (the probe panel's
+    # paragraph + abstract, parity's drafts before: 612), so twice the drafts for the same
+    # tokens. 0 checks templates only.
+    parity_probes: int = 4
     # An artifact passes parity only if it also stops: an end token before the cap on at least this
     # share of those drafts (besides identical templates and no leaks). A reply that runs to the cap
     # is one the user cuts by hand; half is the floor that a faithful copy of a model that stops

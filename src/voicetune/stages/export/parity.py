@@ -3,8 +3,11 @@ that the model stops.
 
 For each runtime: the persona + a rough draft rendered through the artifact's own chat template
 must give the training token ids (with the system turn, without it -> the persona by default,
-and a whole conversation); the probe panel is generated greedily and each reply records its
-finish reason, length ratio to the reference and any template token that leaked into the text.
+and a whole conversation); the first `export.parity_probes` held-out drafts (sentences and
+paragraphs in turn) are generated greedily and each reply records its finish reason, length ratio to the
+reference and any template token that leaked into the text. Parity asks whether an artifact
+behaves like the model it came from and stops, not how well it writes (the eval stage's 20
+drafts do that), so its drafts are the short ones: a sentence's cap is ~60 tokens, an abstract's ~500.
 
 The gate: a runtime passes when its renderings are identical, nothing leaked and it ended on an
 end token on at least `export.parity_min_stop_rate` of the drafts; an artifact passes when every
@@ -35,9 +38,9 @@ def check(cfg, tok, inputs: dict[str, Path], adapter: Path, artifacts: dict[str,
 
     from voicetune.stages.export import runtimes
 
-    panel = by_shape(read_jsonl(inputs["probes"] / "probes.jsonl"))
+    panel = by_shape(read_jsonl(inputs["heldout"] / "heldout.jsonl"))
     if not panel:
-        raise UserError("export: the probe panel has no drafts to render")
+        raise UserError("export: the held-out set has no drafts to render")
     panel = panel[: max(1, cfg.export.parity_probes)]
     convs = [prompt(r) for r in panel]
     refs = [reference(r) for r in panel]
@@ -52,7 +55,7 @@ def check(cfg, tok, inputs: dict[str, Path], adapter: Path, artifacts: dict[str,
         if runtime.generates and cfg.export.parity_probes:
             replies = runtime.generate(convs, limits)
             row.update(summarize(replies, refs, markers))
-            row["replies"] = [{"probe": p["probe_id"], **r} for p, r in zip(panel, replies)]
+            row["replies"] = [{"draft": p["id"], "shape": p["shape"], **r} for p, r in zip(panel, replies)]
         runtime.close()
         rows.append(row)
     table = {"rows": rows, "summary": summary(rows, cfg.export.parity_min_stop_rate)}
@@ -62,18 +65,21 @@ def check(cfg, tok, inputs: dict[str, Path], adapter: Path, artifacts: dict[str,
     return table
 
 
-SHAPE_ORDER = ("paragraph", "abstract", "section")
+# Sentences and paragraphs in turn (caps ~60 and ~150-300 tokens on the demo), then the long
+# shapes in turn, for a held-out set short of the first two.
+SHORT, LONG = ("sentence", "paragraph"), ("abstract", "section")
 
 
-def by_shape(panel: list[dict]) -> list[dict]:
-    """The probes with shapes taken in turn, so the first few cover paragraph and abstract."""
-    rank = {shape: i for i, shape in enumerate(SHAPE_ORDER)}
+def by_shape(drafts: list[dict]) -> list[dict]:
+    """Sentences and paragraphs in turn, then abstracts and sections in turn: the first 4 are 2 and 2."""
+    order = SHORT + LONG
     seen: dict[str, int] = {}
     keyed = []
-    for probe in panel:
-        n = seen[probe["shape"]] = seen.get(probe["shape"], -1) + 1
-        keyed.append(((n, rank.get(probe["shape"], len(rank))), probe))
-    return [probe for _, probe in sorted(keyed, key=lambda kv: kv[0])]
+    for draft in drafts:
+        n = seen[draft["shape"]] = seen.get(draft["shape"], -1) + 1
+        rank = order.index(draft["shape"]) if draft["shape"] in order else len(order)
+        keyed.append(((rank >= len(SHORT), n, rank), draft))
+    return [draft for _, draft in sorted(keyed, key=lambda kv: kv[0])]
 
 
 def training_renderings(tok, messages: list[dict]) -> dict[str, list[int]]:
