@@ -27,13 +27,13 @@ def untrained_adapter(cfg, cache, train):
     return tok
 
 
-def probe_panel(cfg, folder):
-    """Two paragraph drafts whose references are two words: a cap of ~3 tokens for a whole rewrite."""
-    records = [{"probe_id": f"p{i}-paragraph", "shape": "paragraph",
+def held_out(cfg, folder):
+    """Two held-out sentence drafts whose references are two words: a cap of ~3 tokens for a whole rewrite."""
+    records = [{"id": f"d{i}", "shape": "sentence",
                 "messages": chat_messages(cfg.corpus.persona, cfg.data.instruction, DRAFT + " " * i, "Yes, indeed.")}
                for i in range(2)]
     folder.mkdir(parents=True)
-    write_jsonl(folder / "probes.jsonl", records)
+    write_jsonl(folder / "heldout.jsonl", records)
     return records
 
 
@@ -42,15 +42,14 @@ def test_an_artifact_that_cannot_stop_fails_parity_and_the_run_says_so(e2e_cache
                     "eval.cap_extra=0"], e2e_cache)
     cache = Cache(cfg.cache_dir)
     tok = untrained_adapter(cfg, cache, tmp_path / "train")
-    panel = probe_panel(cfg, tmp_path / "probes")
+    panel = held_out(cfg, tmp_path / "heldout")
     cap = caps(tok, ["Yes, indeed."], cfg.eval)[0]
-    inputs = {"train": tmp_path / "train", "probes": tmp_path / "probes", "dataset": tmp_path, "eval": tmp_path}
+    inputs = {"train": tmp_path / "train", "heldout": tmp_path / "heldout", "dataset": tmp_path, "eval": tmp_path}
     metrics = run_stage("export", cfg, inputs, tmp_path / "export", cache)
 
     table = json.loads((tmp_path / "export/parity.json").read_text())
     generating = [r for r in table["rows"] if "probes" in r]
-    assert [r["runtime"] for r in generating] == ["transformers+peft", "transformers", "llama.cpp (gate-q8_0.gguf)",
-                                                  "transformers gguf_file=gate-q8_0.gguf"]
+    assert [r["runtime"] for r in generating] == ["transformers+peft", "transformers", "llama.cpp (gate-q8_0.gguf)"]
     for row in generating:  # identical templates, nothing leaked, and still failed: it never stopped
         assert row["prompt"] == row["default_persona"] == row["conversation"] == "identical" and row["leaks"] == []
         assert (row["stopped"], row["probes"], row["gate"]) == (0, len(panel), "FAILED")

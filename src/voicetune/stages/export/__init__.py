@@ -1,10 +1,10 @@
-"""Stage `export`: adapter -> merged model, GGUF + Ollama Modelfile, MLX 4-bit (LM Studio: lmstudio.py).
+"""Stage `export`: adapter -> merged model, GGUF + Ollama Modelfile, MLX (LM Studio: lmstudio.py).
 
 Each format is cached on its own, keyed by the adapter's bytes and a view of just the config that
 format reads (FORMAT_READS, enforced like a stage's own view), so adding `mlx_q4` to a run that
 already exported GGUF builds only the MLX folder. GGUF and MLX convert from the merged folder,
 which is built first whenever either is asked for. After the artifacts, `parity` loads each one
-back with its own runtime and checks template and stopping. Installing into LM Studio is the
+back with its own runtime and checks template and stopping; one that fails is kept and marked. Installing into LM Studio is the
 stage's delivery: it runs on this machine (lmstudio.deliver) wherever the export itself ran.
 """
 

@@ -170,6 +170,8 @@ def failed_lines(result: dict) -> list[str]:
     return [f"{artifact} FAILED parity: {why}" for artifact, why in result["failed"].items()]
 
 
+# Columns only a runtime that generates fills (Ollama and transformers gguf_file= only render).
+GENERATED = ("stopped", "probes", "stop_rate", "length_ratio_median", "leaks", "tokens_per_s")
 COLUMNS = ("artifact", "runtime", "prompt", "default_persona", "conversation", "stopped", "probes", "stop_rate",
            "length_ratio_median", "leaks", "tokens_per_s", "gate")
 
@@ -177,7 +179,8 @@ COLUMNS = ("artifact", "runtime", "prompt", "default_persona", "conversation", "
 def markdown(rows: list[dict], result: dict) -> str:
     """The table, then one line per failed artifact (or that every artifact passed)."""
     head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
-    body = "".join("| " + " | ".join(_cell(r.get(c, "")) for c in COLUMNS) + " |\n" for r in rows)
+    body = "".join("| " + " | ".join(_cell(r.get(c, "template only" if c in GENERATED else "")) for c in COLUMNS)
+                   + " |\n" for r in rows)
     gate = (f"\nGate: identical templates, no leaked template token, an end token before the cap on at least "
             f"{result['min_stop_rate']} of the drafts.\n\n")
     verdicts = "".join(f"- **{line}**\n" for line in failed_lines(result)) or "- every artifact passed\n"
