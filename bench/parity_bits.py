@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--export", type=Path, required=True)
     ap.add_argument("--heldout", type=Path, required=True)
     ap.add_argument("--drafts", type=int, default=4)
+    ap.add_argument("--quants", nargs="*", default=[f"{b}/{g}" for b, g in QUANTS], help="bits/group, e.g. 8/64")
+    ap.add_argument("--no-gguf", action="store_true")
     args = ap.parse_args()
     from transformers import AutoTokenizer
 
@@ -60,9 +62,9 @@ def main() -> None:
     limits = caps(AutoTokenizer.from_pretrained(args.export / "merged"), [reference(r) for r in panel], cfg.eval)
     print(f"drafts: {[r['shape'] for r in panel]}, caps {limits}")
     gguf = next((args.export / "gguf").glob("*q8_0.gguf"))
-    rows = {"GGUF q8_0 (llama.cpp)": lambda: LlamaCpp(gguf)}
+    rows = {} if args.no_gguf else {"GGUF q8_0 (llama.cpp)": lambda: LlamaCpp(gguf)}
     tmp = Path(tempfile.mkdtemp())
-    for bits, group in QUANTS:
+    for bits, group in (map(int, q.split("/")) for q in args.quants):
         folder = tmp / f"mlx{bits}-{group}"
         folder.mkdir()
         mlx_cfg = make_cfg([f"export.mlx.q_bits={bits}", f"export.mlx.group_size={group}", "export.mlx.dtype=float32"])
