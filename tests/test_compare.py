@@ -26,6 +26,9 @@ NUMBERS = {
                       ended=False),
 }
 BASE = dict(early=0.55, runaway=0.35, match=0.45, chrf=22.2, distance=0.444, hedging=9.81)
+# The voice block: shape_mix's classifier passes its check, sentence's is refused (AUC 0.61).
+VOICE = {"sentence": dict(auc=0.61, likeness=None, kept=0.35, copied=0.012, span=17, diff=0.045),
+         "shape_mix": dict(auc=0.93, likeness=0.71, kept=0.85, copied=0.003, span=9, diff=0.237)}
 AUTHOR = {"words": 18000, "hedging_per_1k": 3.33, "cliches_per_1k": 0.11,
           "contractions_per_1k": 0.44, "mean_sentence_words": 23.5}
 
@@ -60,6 +63,30 @@ def output(ratio: float, ended: bool) -> dict:
     return {"text": "x", "ended": ended, "output_words": int(100 * ratio), "length_ratio": ratio}
 
 
+def est(value: float | None, width: float = 0.1, n: int = 6) -> dict | None:
+    return None if value is None else {"value": value, "ci": [round(value - width, 4), round(value + width, 4)], "n": n}
+
+
+def voice_block(data: str) -> dict:
+    """eval.json's voice block as voicetune.voice writes it, with distinct numbers per run."""
+    v = VOICE[data]
+    usable = v["likeness"] is not None
+    likeness = {src: {"overall": est(p), "per_shape": {s: est(p, n=2) for s in SHAPES}} if usable else None
+                for src, p in (("rough", 0.12), ("base", 0.33), ("tuned", v["likeness"]), ("reference", 0.88))}
+    texts = {src: {"likeness": likeness[src]} for src in likeness}
+    for src in ("base", "tuned", "reference"):
+        texts[src]["meaning"] = {"all_kept_rate": est(v["kept"] if src == "tuned" else 0.5),
+                                 "markers_kept_share": est(0.9)}
+        texts[src]["memorization"] = {"copied_8gram_share": est(v["copied"] if src == "tuned" else 0.0, 0.001),
+                                      "longest_copied_span": {"max": v["span"] if src == "tuned" else 5,
+                                                              "median": est(4.0, 1)}}
+    return {"classifier": {"auc": v["auc"], "min_auc": 0.7, "usable": usable,
+                           "reason": None if usable else "held-out ROC AUC 0.610 < eval.likeness_min_auc 0.7"},
+            "copy_ngram": 8, "texts": texts,
+            "paired": {"tuned_minus_base": {"likeness_mean": est(v["diff"], 0.2 if usable else 0.01),
+                                            "all_kept_rate": est(-0.05, 0.2)}}}
+
+
 def evaluation(data: str) -> dict:
     nums = NUMBERS[data]
     samples = [{"id": f"s{i}", "shape": shape, "section": "results", "rough": "r", "reference": "y",
@@ -68,7 +95,7 @@ def evaluation(data: str) -> dict:
                for shape in SHAPES for i in range(2)]
     return {"models": {"tuned": model(nums, nums["eval_loss"][-1], nums["ratio"]),
                        "base": model(BASE, 2.5, 1.4)},
-            "author": AUTHOR, "samples": samples}
+            "author": AUTHOR, "samples": samples, "voice": voice_block(data)}
 
 
 def generation(data: str, step: int, probe: str, shape: str) -> dict:
@@ -165,7 +192,7 @@ def test_report_labels_runs_and_embeds_every_image(report):
     for label in ("data=sentence", "data=shape_mix"):
         assert report.count(label) >= 6  # header, plots' tables, probes, training
     images = re.findall(r'<img src="([^"]+)"', report)
-    assert len(images) == 3  # loss curves, length ratios, rates
+    assert len(images) == 4  # loss curves, length ratios, rates, author-likeness
     for src in images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -191,6 +218,46 @@ def test_tables_show_the_numbers_from_eval_and_history(report):
         assert f'<td class="num">{nums["pad"]}</td>' in training
         assert f'<td class="num">{min(nums["eval_loss"])}</td>' in training
     assert "10 min" in training and '<td class="num">1,843,200</td>' in training
+
+
+def test_voice_section_shows_estimates_intervals_and_a_refused_classifier(report):
+    voice = section(report, "voice")
+    assert "held-out ROC AUC 0.93" in voice and "held-out ROC AUC 0.61" in voice
+    assert "held-out ROC AUC 0.610 &lt; eval.likeness_min_auc 0.7" in voice  # why sentence has no scores
+    assert '<td class="num">0.71<span class="ci">[0.61, 0.81]</span></td>' in voice
+    for v in VOICE.values():
+        assert f'<td class="num">{v["kept"]}<span class="ci">' in voice
+        assert f'<td class="num">{v["copied"]}<span class="ci">' in voice and f'<td class="num">{v["span"]}</td>' in voice
+    # Paired: shape_mix's likeness gain excludes 0 (bold), sentence's does not; a -0.05 [-0.25, 0.15] is plain.
+    assert '<td class="num"><b>0.237<span class="ci">[0.037, 0.437]</span></b></td>' in voice
+    assert '<td class="num"><b>0.045' in voice  # [0.035, 0.055]
+    assert "<b>-0.05" not in voice
+
+
+def test_intervals_beside_the_numbers_when_eval_has_them(tmp_path):
+    run = make_run(tmp_path / "r", tmp_path / "cache", "shape_mix")
+    data = json.loads((run / "eval" / "eval.json").read_text())
+    tuned = data["models"]["tuned"]
+    tuned["overall"]["ci"] = {"length_ratio_median": [0.81, 1.02], "early_stop_rate": [0.05, 0.3],
+                              "runaway_rate": [0.1, 0.35], "shape_match_rate": [0.7, 0.95]}
+    tuned["style"]["ci"] = {"hedging_per_1k": [1.5, 3.25]}
+    tuned["ci"] = {"chrf": [41.25, 52.5], "style_distance": [0.05, 0.12]}
+    (run / "eval" / "eval.json").write_text(json.dumps(data))
+    html = build_report([run]).read_text()
+    rates, style = section(html, "rates"), section(html, "style")
+    assert '<td class="num">0.15<span class="ci">[0.05, 0.3]</span></td>' in rates
+    assert '<td class="num">0.96<span class="ci">[0.81, 1.02]</span></td>' in rates
+    assert '<td class="num">2.37<span class="ci">[1.5, 3.25]</span></td>' in style
+    assert '<td class="num">47.9<span class="ci">[41.2, 52.5]</span></td>' in style
+
+
+def test_an_eval_from_before_voice_renders_without_it(tmp_path):
+    run = make_run(tmp_path / "r", tmp_path / "cache", "shape_mix")
+    data = json.loads((run / "eval" / "eval.json").read_text())
+    del data["voice"]
+    (run / "eval" / "eval.json").write_text(json.dumps(data))
+    html = build_report([run]).read_text()
+    assert len(re.findall(r'<img src="', html)) == 3 and "ROC AUC" not in section(html, "voice")
 
 
 def test_probes_side_by_side_at_the_last_step_escaped(report):
@@ -266,7 +333,7 @@ def test_report_in_a_real_browser(report, multirun, tmp_path):
         assert driver.title == "voicetune compare: data=sentence vs data=shape_mix"
         widths = driver.execute_script(
             "return [...document.images].map(i => i.complete ? i.naturalWidth : 0)")
-        assert len(widths) == 3 and all(w > 0 for w in widths)
+        assert len(widths) == 4 and all(w > 0 for w in widths)
         rows = driver.execute_script(
             "return document.querySelectorAll('#probes tr.probe-row').length")
         assert rows == len(PROBES)

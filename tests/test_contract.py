@@ -122,7 +122,7 @@ def test_machine_choices_are_resolved_up_front_recorded_and_keyed(cfg_factory, t
 
     cfg, chosen = resolve_choices(cfg_factory(["train.backend=auto"]), ["train", "export"])
     assert chosen == {"train.backend": "hf", "train.precision": "fp32", "export.mlx.dtype": "float32",
-                      "export.lmstudio.source": "gguf"}
+                      "export.mlx.q_bits": 8, "export.lmstudio.source": "gguf"}
     assert cfg.train.backend == "hf" and cfg.export.mlx.dtype == "float32"
 
 

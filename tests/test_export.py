@@ -17,7 +17,7 @@ from voicetune.stages import STAGES, export
 from voicetune.stages.export.gguf import ollama_template, read_modelfile, render_ollama
 from voicetune.stages.export.lmstudio import install, target_dir
 from voicetune.stages.export.merged import persona_template, portable_tokenizer_config
-from voicetune.stages.export.parity import by_shape, compare_renderings, leaks, summary
+from voicetune.stages.export.parity import by_shape, compare_renderings, failed_lines, leaks, markdown, summary
 from voicetune.rewrite import length_warnings, prompt_for, read_draft
 from voicetune.serve import find_artifact
 
@@ -102,11 +102,19 @@ def test_export_options_add_up(cfg_factory):
     ("export.gguf.outtype=q4_0", "export.gguf.outtype: Invalid value 'q4_0', expected one of [f16, bf16, q8_0]"),
     ("export.name=my/model", "export.name='my/model': letters, digits"),
     ("export.mlx.q_bits=5", "export.mlx.q_bits=5: allowed: 2, 3, 4, 6, 8"),
+    ("export.parity_min_stop_rate=1.5", "export.parity_min_stop_rate=1.5: a share of drafts, in [0, 1]"),
 ])
 def test_bad_export_options_name_the_key(override, message):
     with pytest.raises(UserError, match=None) as err:
         compose_checked(CONF, [override])
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("overrides,bits", [([], 8), (["model=qwen25_05b"], 8), (["model=llama31_8b"], 4),
+                                             (["export.mlx.q_bits=4"], 4), (["model.params_b=null"], 4)])
+def test_mlx_bits_follow_the_model_size_unless_set(cfg_factory, overrides, bits):
+    cfg, chosen = resolve_choices(cfg_factory(overrides), ["export"])
+    assert cfg.export.mlx.q_bits == chosen["export.mlx.q_bits"] == bits
 
 
 def test_export_without_an_adapter_is_one_line(cfg_factory, tmp_path):
@@ -171,12 +179,47 @@ def fake_adapter(tmp_path):
 
 
 def test_parity_summary_fails_on_mismatch_or_leak():
-    ok = {"runtime": "a", "prompt": "identical", "default_persona": "identical", "conversation": "n/a", "leaks": []}
-    bad = {"runtime": "b", "prompt": "MISMATCH at token 3 (9 vs 10 ids)", "leaks": ["<|im_end|>"]}
-    assert summary([ok])["ok"] and not summary([ok, bad])["ok"]
-    assert summary([ok, bad])["template_mismatches"] == ["b:prompt"] and summary([ok, bad])["leaks"] == ["b"]
+    ok = {"runtime": "a", "artifact": "x", "prompt": "identical", "default_persona": "identical", "conversation": "n/a",
+          "leaks": []}
+    bad = {"runtime": "b", "artifact": "y", "prompt": "MISMATCH at token 3 (9 vs 10 ids)", "leaks": ["<|im_end|>"]}
+    assert summary([ok], 0.5)["ok"] and not summary([ok, bad], 0.5)["ok"]
+    assert summary([ok, bad], 0.5)["template_mismatches"] == ["b:prompt"] and summary([ok, bad], 0.5)["leaks"] == ["b"]
     assert leaks("fine text", ["<|im_end|>"]) == []
     assert leaks("text<|im_end|>\nuser\nmore", ["<|im_end|>"]) == ["<|im_end|>", "role header"]
+
+
+def test_parity_fails_an_artifact_that_does_not_stop_and_keeps_the_others():
+    def row(runtime, artifact, stopped, probes=4):
+        return {"runtime": runtime, "artifact": artifact, "prompt": "identical", "default_persona": "identical",
+                "conversation": "identical", "leaks": [], "stopped": stopped, "probes": probes,
+                "stop_rate": stopped / probes}
+
+    rows = [row("transformers", "merged", 4), row("llama.cpp (q8_0.gguf)", "gguf (q8_0.gguf)", 2),
+            row("transformers gguf_file=q8_0.gguf", "gguf (q8_0.gguf)", 1), row("mlx-lm", "mlx (mlx_q4)", 0),
+            {"runtime": "ollama Modelfile", "artifact": "gguf (Modelfile)", "prompt": "identical"}]
+    result = summary(rows, 0.5)
+    assert not result["ok"] and result["passed"] == ["merged", "gguf (Modelfile)"]
+    assert result["failed"] == {
+        "gguf (q8_0.gguf)": "transformers gguf_file=q8_0.gguf stopped on 1/4 drafts (stop rate 0.25 "
+                            "< export.parity_min_stop_rate 0.5)",
+        "mlx (mlx_q4)": "mlx-lm stopped on 0/4 drafts (stop rate 0.00 < export.parity_min_stop_rate 0.5)"}
+    assert [r["gate"] for r in rows] == ["pass", "pass", "FAILED", "FAILED", "pass"]
+    assert failed_lines(result)[1] == "mlx (mlx_q4) FAILED parity: " + result["failed"]["mlx (mlx_q4)"]
+    assert summary(rows, 0.0)["ok"]  # 0 checks templates and leaks only
+    table = markdown(rows, result)
+    assert "| mlx (mlx_q4) | mlx-lm | identical | identical | identical | 0 | 4 | 0.0 |" in table
+    assert "- **mlx (mlx_q4) FAILED parity: mlx-lm stopped on 0/4 drafts" in table
+
+
+def test_the_run_summary_names_each_failed_artifact_in_one_line(tmp_path, capsys):
+    from voicetune.pipeline import print_run
+
+    line = "mlx (mlx_q4) FAILED parity: mlx-lm stopped on 0/4 drafts (stop rate 0.00 < export.parity_min_stop_rate 0.5)"
+    manifest = {"stages": [{"name": "train", "status": "hit", "metrics": {}},
+                           {"name": "export", "status": "miss", "metrics": {"failed": [line]}}]}
+    print_run(manifest, tmp_path)
+    err = capsys.readouterr().err
+    assert f"export: {line}" in err and err.count("FAILED") == 1
 
 
 def test_rendering_comparison_reports_where_ids_differ():
@@ -189,9 +232,12 @@ def test_rendering_comparison_reports_where_ids_differ():
     assert got == {"prompt": "identical", "default_persona": "MISMATCH at token 2 (4 vs 3 ids)", "conversation": "n/a"}
 
 
-def test_parity_probes_take_shapes_in_turn():
-    panel = [{"shape": s, "probe_id": i} for i, s in enumerate(["paragraph", "paragraph", "section", "abstract"])]
-    assert [p["shape"] for p in by_shape(panel)] == ["paragraph", "abstract", "section", "paragraph"]
+def test_parity_drafts_take_the_short_shapes_in_turn_first():
+    shapes = ["section", "paragraph", "paragraph", "abstract", "sentence", "sentence", "sentence", "section"]
+    drafts = [{"shape": s, "id": i} for i, s in enumerate(shapes)]
+    assert [(d["shape"], d["id"]) for d in by_shape(drafts)] == [
+        ("sentence", 4), ("paragraph", 1), ("sentence", 5), ("paragraph", 2), ("sentence", 6),
+        ("abstract", 3), ("section", 0), ("section", 7)]
 
 
 def test_rewrite_warns_on_cap_and_early_stop():

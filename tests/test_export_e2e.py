@@ -79,12 +79,18 @@ def test_every_runtime_renders_the_training_prompt_and_nothing_leaks(e2e_run):
     assert runtimes == ["transformers+peft", "transformers", "llama.cpp (e2e-voice-Q4_K_M.gguf)",
                         "llama.cpp (e2e-voice-q8_0.gguf)", "transformers gguf_file=e2e-voice-Q4_K_M.gguf",
                         "ollama Modelfile", "mlx-lm"]
+    render_only = ("ollama Modelfile", "transformers gguf_file=e2e-voice-Q4_K_M.gguf")  # llama.cpp generates the GGUF
     for row in table["rows"]:
         assert row["prompt"] == row["default_persona"] == "identical", row
         assert row["conversation"] == ("n/a" if row["runtime"] == "ollama Modelfile" else "identical")
-        if row["runtime"] != "ollama Modelfile":
+        if row["runtime"] not in render_only:
             assert row["probes"] == 1 and row["leaks"] == [] and row["replies"][0]["finish"] in ("stop", "length")
-    assert table["summary"]["ok"] is True
+            # A 2-step model may not stop yet: the gate follows the stop rate, nothing else failed.
+            assert row["gate"] == ("pass" if row["stopped"] == 1 else "FAILED"), row
+        else:
+            assert "probes" not in row and row["gate"] == "pass"
+    summary = table["summary"]
+    assert summary["ok"] is (not summary["failed"]) and not summary["template_mismatches"] and not summary["leaks"]
     assert "| adapter | transformers+peft | identical |" in (run_dir / "export/parity.md").read_text()
 
 

@@ -237,3 +237,18 @@ def test_import_stays_light():
     code = "import sys, voicetune.metrics; print('sacrebleu' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_style_counts_add_up_to_the_pooled_signals():
+    texts = [ACADEMIC, AI_STYLE, "It's short. Isn't it?"]
+    pooled = metrics.style_rates(metrics.total([metrics.style_counts(t) for t in texts]))
+    assert pooled == pytest.approx(metrics.style_signals(texts))
+    assert metrics.style_counts(AI_STYLE)["sentences"] == 3
+
+
+def test_chrf_of_a_subset_from_summed_stats():
+    outputs, refs = ["the cat sat on the mat", "a dog barked"], ["the cat sat on a mat", "the dog barked"]
+    stats = metrics.chrf_stats(outputs, refs)
+    assert metrics.chrf_from_stats(stats) == pytest.approx(metrics.chrf(outputs, refs))
+    assert metrics.chrf_from_stats(stats[:1]) == pytest.approx(metrics.chrf(outputs[:1], refs[:1]))
+    assert metrics.chrf_from_stats([stats[0], stats[0]]) == pytest.approx(metrics.chrf(outputs[:1], refs[:1]))

@@ -77,6 +77,54 @@ def test_eval_compares_tuned_and_base_on_every_shape(finished):
     assert all(set(s["outputs"]) == {"tuned", "base"} for s in report["samples"])
     eval_record = next(s for s in manifest["stages"] if s["name"] == "eval")
     assert eval_record["metrics"]["tuned/eval_loss"] == report["models"]["tuned"]["eval_loss"]
+    assert eval_record["metrics"]["tuned/early_stop_rate_lo"] == report["models"]["tuned"]["overall"]["ci"]["early_stop_rate"][0]
+
+
+def interval(est, n=None):
+    """A {"value", "ci", "n"} estimate whose interval holds its value."""
+    lo, hi = est["ci"]
+    assert lo <= est["value"] <= hi and (n is None or est["n"] == n), est
+    return est["value"]
+
+
+def test_eval_measures_voice_with_intervals(finished):
+    run_dir, manifest = finished
+    report = json.loads((run_dir / "eval/eval.json").read_text())
+    n = len(report["samples"])
+    for model in report["models"].values():
+        for key in ("length_ratio_median", "early_stop_rate", "runaway_rate", "shape_match_rate"):
+            lo, hi = model["overall"]["ci"][key]
+            assert lo <= model["overall"][key] <= hi
+        assert set(model["style"]["ci"]) == {"hedging_per_1k", "cliches_per_1k", "contractions_per_1k",
+                                             "mean_sentence_words"}
+        assert model["ci"]["chrf"][0] <= model["chrf"] <= model["ci"]["chrf"][1]
+    voice = report["voice"]
+    card = voice["classifier"]
+    # Offline drafts are easy to tell from the author: the classifier passes its held-out check.
+    assert card["usable"] and card["auc"] >= card["min_auc"] and card["trained_on"]["author"] > 50
+    texts = voice["texts"]
+    assert set(texts) == {"rough", "base", "tuned", "reference"}
+    assert interval(texts["reference"]["likeness"]["overall"], n) > interval(texts["rough"]["likeness"]["overall"], n)
+    for name in ("base", "tuned", "reference"):
+        interval(texts[name]["meaning"]["all_kept_rate"])
+        interval(texts[name]["meaning"]["markers_kept_share"])
+        interval(texts[name]["memorization"]["copied_8gram_share"], n)
+        assert texts[name]["memorization"]["longest_copied_span"]["max"] >= 0
+    # The held-out reference was never trained on: it copies (almost) no 8-gram of the training papers.
+    assert texts["reference"]["memorization"]["copied_8gram_share"]["value"] < 0.02
+    assert texts["reference"]["meaning"]["markers_kept_share"]["value"] > 0.9  # drafts keep the numbers
+    for name in ("base", "tuned"):
+        assert "moved_toward_reference_median" in texts[name]
+    paired = voice["paired"]["tuned_minus_base"]
+    for key in ("length_ratio_median", "likeness_mean", "cliches_per_1k", "hedging_per_1k", "all_kept_rate",
+                "markers_kept_share", "chrf"):
+        assert paired[key]["n"] > 0 and len(paired[key]["ci"]) == 2, key
+    sample = report["samples"][0]
+    assert set(sample["likeness"]) == {"rough", "reference"}
+    assert {"likeness", "moved_toward_reference", "markers", "markers_kept", "longest_copied_span"} <= set(
+        sample["outputs"]["tuned"])
+    metrics = next(s for s in manifest["stages"] if s["name"] == "eval")["metrics"]
+    assert metrics["voice/tuned_minus_base/likeness_mean_lo"] == paired["likeness_mean"]["ci"][0]
 
 
 def test_wandb_offline_run_holds_what_was_logged(finished):
@@ -92,6 +140,7 @@ def test_wandb_offline_run_holds_what_was_logged(finished):
     assert "eval/tuned/early_stop_rate" in json.dumps(logged["summary"]) or \
         "early_stop_rate" in json.dumps(logged["summary"]["eval"])
     assert logged["tables"]["eval/samples"]["data"]
+    assert "likeness_mean_hi" in json.dumps(logged["summary"])
 
 
 def test_cached_rerun_trains_nothing(finished, cache, tmp_path):

@@ -14,6 +14,7 @@ from string import Template
 
 from voicetune import plots
 from voicetune.errors import UserError
+from voicetune.voice import SOURCES as TEXT_SOURCES
 
 RUN_FILE, CONFIG_FILE, REPORT_FILE = "run.json", "config.yaml", "compare.html"
 # Stage -> the file its linked output (run_dir/<stage>/) holds for the report.
@@ -23,6 +24,13 @@ STYLE_COLUMNS = (("hedging_per_1k", "hedging / 1k"), ("cliches_per_1k", "cliché
                  ("contractions_per_1k", "contractions / 1k"),
                  ("mean_sentence_words", "mean sentence words"), ("words", "words"))
 RATE_COLUMNS = ("early_stop_rate", "runaway_rate", "shape_match_rate")
+# A table cell that is a number, optionally with its interval (ci_num): aligned right.
+NUMERIC = re.compile(r'(<b>)?[\d,.\-—]+(<span class="ci">\[[\d,.\-—]+, [\d,.\-—]+\]</span>)?(</b>)?')
+# Tuned minus base, as eval.json's voice.paired.tuned_minus_base names them.
+PAIRED_COLUMNS = (("length_ratio_median", "length ratio (median)"), ("length_miss_mean", "|length ratio - 1|"),
+                  ("likeness_mean", "author-likeness"), ("moved_toward_reference_median", "moved toward reference"),
+                  ("all_kept_rate", "all numbers kept"), ("markers_kept_share", "markers kept"),
+                  ("hedging_per_1k", "hedging / 1k"), ("cliches_per_1k", "clichés / 1k"), ("chrf", "chrF"))
 # Where the cache lives is not an experiment setting: runs from two machines still compare.
 NOT_SETTINGS = ("cache_dir",)
 
@@ -163,6 +171,18 @@ def num(value, digits: int = 3) -> str:
     return f"{value:,.{digits}f}".rstrip("0").rstrip(".")
 
 
+def ci_num(value, ci: list | None, digits: int = 3) -> str:
+    """A number with its 95% interval below it, when eval.json has one."""
+    if not ci:
+        return num(value, digits)
+    return f'{num(value, digits)}<span class="ci">[{num(ci[0], digits)}, {num(ci[1], digits)}]</span>'
+
+
+def _estimate(est: dict | None, digits: int = 3) -> str:
+    """A {"value", "ci", "n"} estimate as a cell; — when there is none."""
+    return ci_num(est["value"], est["ci"], digits) if est else num(None)
+
+
 def _run_cell(i: int, run: RunRecord) -> str:
     return f'<span class="run" style="border-color:{plots.color(i)}">{esc(run.label)}</span>'
 
@@ -171,7 +191,7 @@ def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
     # Cells are HTML already (escaped text or num()); numbers align right.
     th = "".join(f"<th>{esc(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(
-        f'<td class="num">{c}</td>' if re.fullmatch(r"[\d,.\-—]+", c) else f"<td>{c}</td>"
+        f'<td class="num">{c}</td>' if NUMERIC.fullmatch(c) else f"<td>{c}</td>"
         for c in row) + "</tr>" for row in rows)
     return f'<table class="{cls}"><tr>{th}</tr>{body}</table>'
 
@@ -214,15 +234,17 @@ def _shape_rows(i: int, run: RunRecord) -> list[list[str]]:
         for shape, st in [*stats["per_shape"].items(), ("all", stats["overall"])]:
             q1, q3 = num(st["length_ratio_q1"], 2), num(st["length_ratio_q3"], 2)
             spread = f'{num(st["length_ratio_median"], 2)} [{q1}–{q3}]'
+            ci = st.get("ci", {})
             rows.append([_run_cell(i, run), esc(model), esc(shape), num(st["n"]), spread,
-                         *(num(st[k]) for k in RATE_COLUMNS)])
+                         ci_num(st["length_ratio_median"], ci.get("length_ratio_median"), 2),
+                         *(ci_num(st[k], ci.get(k)) for k in RATE_COLUMNS)])
     return rows
 
 
 def _rates(runs: list[RunRecord]) -> str:
     rows = [row for i, r in enumerate(runs) if r.data["eval"] for row in _shape_rows(i, r)]
-    head = ["run", "model", "shape", "n", "length ratio median [q1–q3]", "early stop", "runaway",
-            "shape match"]
+    head = ["run", "model", "shape", "n", "length ratio median [q1–q3]", "median, 95% CI", "early stop",
+            "runaway", "shape match"]
     return (_plot(runs, "eval", plots.rates, "early-stop, runaway and shape-match rates")
             + (_table(head, rows) if rows else ""))
 
@@ -238,11 +260,68 @@ def _style(runs: list[RunRecord]) -> str:
             for label, a in authors.values()]
     for i, run, e in evals:
         for model, m in e["models"].items():
-            rows.append([_run_cell(i, run), esc(model), *(num(m["style"].get(k), 2) for k, _ in
-                         STYLE_COLUMNS), num(m["style_distance"]), num(m["chrf"], 1),
-                         num(m["eval_loss"], 4)])
+            style_ci, ci = m["style"].get("ci", {}), m.get("ci", {})
+            rows.append([_run_cell(i, run), esc(model), *(ci_num(m["style"].get(k), style_ci.get(k), 2)
+                                                          for k, _ in STYLE_COLUMNS),
+                         ci_num(m["style_distance"], ci.get("style_distance")),
+                         ci_num(m["chrf"], ci.get("chrf"), 1), num(m["eval_loss"], 4)])
     head = ["", "model", *(t for _, t in STYLE_COLUMNS), "style distance", "chrF", "eval loss"]
     return _table(head, rows, "style") if rows else ""
+
+
+def _voices(runs: list[RunRecord]) -> list[tuple[int, RunRecord, dict]]:
+    """(colour index, run, its eval.json voice block) for runs whose eval has one."""
+    return [(i, r, r.data["eval"]["voice"]) for i, r in enumerate(runs)
+            if r.data["eval"] and r.data["eval"].get("voice")]
+
+
+def _voice(runs: list[RunRecord]) -> str:
+    voices = _voices(runs)
+    if not voices:
+        return ""
+    notes = "".join(f'<p class="meta">{_run_cell(i, r)} likeness classifier: held-out ROC AUC '
+                    f'{num(v["classifier"]["auc"])} (needs ≥ {num(v["classifier"]["min_auc"])}) '
+                    + (f'<span class="missing">{esc(v["classifier"]["reason"])}</span>'
+                       if v["classifier"]["reason"] else "") + "</p>" for i, r, v in voices)
+    # Every run keeps its place (and colour); a refused classifier's run is None, left out.
+    usable = {r.label: None for r in runs}
+    usable.update({r.label: r.data["eval"] for _, r, v in voices if v["classifier"]["usable"]})
+    plot = (f'<img src="{plots.likeness(usable)}" alt="author-likeness per shape: rough, base, tuned, '
+            f'reference">' if any(usable.values()) else "")
+    return notes + plot + _voice_table(voices) + _paired_table(voices)
+
+
+def _voice_table(voices) -> str:
+    n = next(iter(voices))[2]["copy_ngram"]
+    rows = []
+    for i, run, v in voices:
+        for source in TEXT_SOURCES:
+            t = v["texts"].get(source, {})
+            meaning, memo = t.get("meaning") or {}, t.get("memorization") or {}
+            span = memo.get("longest_copied_span") or {}
+            rows.append([_run_cell(i, run), esc(source), _estimate((t.get("likeness") or {}).get("overall")),
+                         _estimate(t.get("moved_toward_reference_median")),
+                         _estimate(meaning.get("all_kept_rate")), _estimate(meaning.get("markers_kept_share")),
+                         _estimate(memo.get(f"copied_{n}gram_share")), num(span.get("max")),
+                         _estimate(span.get("median"), 1)])
+    head = ["run", "text", "author-likeness (mean)", "moved toward reference (median)", "all numbers kept",
+            "markers kept", f"copied {n}-grams", "longest copy (max)", "longest copy (median)"]
+    return _table(head, rows, "voice")
+
+
+def _paired_table(voices) -> str:
+    rows = []
+    for i, run, v in voices:
+        diffs = v["paired"]["tuned_minus_base"]
+        rows.append([_run_cell(i, run), *(_difference(diffs.get(key)) for key, _ in PAIRED_COLUMNS)])
+    return ("<h3>tuned − base on the same drafts (paired bootstrap; bold: the 95% interval excludes 0)</h3>"
+            + _table(["run", *(t for _, t in PAIRED_COLUMNS)], rows, "paired"))
+
+
+def _difference(est: dict | None) -> str:
+    cell = _estimate(est)
+    ci = est and est["ci"]
+    return f"<b>{cell}</b>" if ci and (ci[0] > 0 or ci[1] < 0) else cell
 
 
 def last_generations(history: dict | None) -> tuple[int | None, dict[str, dict]]:
@@ -305,6 +384,7 @@ SECTIONS = (
     ("lengths", "Length ratio per shape", "eval", _lengths),
     ("rates", "Early stop, runaway, shape match", "eval", _rates),
     ("style", "Style signals", "eval", _style),
+    ("voice", "Voice: author-likeness, meaning kept, memorization", "eval", _voice),
     ("probes", "Probe outputs at the last eval step", "train", _probes),
     ("training", "Training summary", "train", _training),
 )

@@ -258,7 +258,8 @@ class ModelConfig:
     name: str = MISSING
     name_or_path: str = MISSING
     gguf_file: Optional[str] = None
-    # Billions of parameters: only for compute.dry_run's estimates of time, cost and sizes.
+    # Billions of parameters: for compute.dry_run's estimates of time, cost and sizes, and the
+    # MLX export's bits (export.mlx.q_bits=null).
     params_b: Optional[float] = None
     chat_template: Optional[str] = None
     end_tokens: list[str] = field(default_factory=list)
@@ -295,8 +296,10 @@ class EvalConfig:
     """What only evaluation reads: changing it never retrains (train reads only the panel and caps)."""
 
     name: str = "default"
-    # Held-out passages per shape that the eval stage generates for, tuned and base model.
-    samples_per_shape: int = 8
+    # Held-out passages per shape that the eval stage generates for, tuned and base model: a cap,
+    # the held-out papers may hold fewer. 32 takes all 37 of the demo's (27 sentences, 7
+    # paragraphs, 2 sections, 1 abstract from its one held-out paper).
+    samples_per_shape: int = 32
     # Valid records in the eval loss (one rough style per passage); 0 = all of them.
     loss_records: int = 0
     # The probe panel generated at every training eval and by every exported artifact: 2
@@ -308,6 +311,17 @@ class EvalConfig:
     # runaway is cheap to spot.
     cap_ratio: float = 1.5
     cap_extra: int = 8
+    # Author-likeness (voicetune.voice) is reported only if its classifier ranks the held-out
+    # papers' passages above their drafts with at least this ROC AUC. 0.7 is the usual floor of
+    # "acceptable" discrimination (Hosmer & Lemeshow); below it a random author passage
+    # outscores a random draft fewer than 7 times in 10, too near a coin's 0.5 for a change in
+    # mean likeness to mean a change of voice.
+    likeness_min_auc: float = 0.7
+    # Percentile bootstrap of every eval rate, mean and median (voicetune.intervals): 2,000
+    # resamples leave 50 draws in each 2.5% tail, within Efron & Tibshirani's 1,000-2,000 for a
+    # percentile interval; the seed makes intervals (and the classifier) repeatable.
+    n_boot: int = 2000
+    seed: int = 0
 
 
 EXPORT_FORMATS = ("merged", "gguf", "mlx_q4", "lmstudio")
@@ -321,7 +335,13 @@ class GgufExport:
 
 @dataclass
 class MlxExport:
-    q_bits: int = 4
+    # null (auto): 8 bits for a model under 1B parameters (model.params_b), else 4, resolved before
+    # the run. Measured on SmolLM2-135M after the default 12 steps (bench/results/parity.md, 4
+    # parity drafts): 4 bits stopped on 1 of 4 (it recites the persona to the cap), 8 bits on 4 of
+    # 4, GGUF q8_0 on 3 of 4; the untrained base: 0, 1 and 1 of 4.
+    # 4-bit is the seed's format for the 8B; the 0.5B between them is not measured, and 8 bits
+    # is the side that stops (~0.5 GB for it). An unknown params_b keeps the seed's 4.
+    q_bits: Optional[int] = None
     group_size: int = 64
     # auto: float16 on macOS; float32 elsewhere, because mlx[cpu] 0.32 on Linux never finished
     # a float16 forward pass of the 4-bit model (measured: > 200 s for 3 tokens; float32: 9-12 tok/s).
@@ -347,9 +367,18 @@ class ExportConfig:
     gguf: GgufExport = field(default_factory=GgufExport)
     mlx: MlxExport = field(default_factory=MlxExport)
     lmstudio: LmStudioExport = field(default_factory=LmStudioExport)
-    # Held-out drafts every artifact generates (shapes in turn: paragraph, abstract, section, ...).
-    # 2 keeps the default CPU run short; 0 checks templates only.
-    parity_probes: int = 2
+    # Held-out drafts every artifact generates: sentences and paragraphs in turn, then the long
+    # shapes. 4 = 2 sentences + 2 paragraphs, caps 583 tokens in all on the demo (the probe panel's
+    # paragraph + abstract, parity's drafts before: 612), so twice the drafts for the same
+    # tokens. 0 checks templates only.
+    parity_probes: int = 4
+    # An artifact passes parity only if it also stops: an end token before the cap on at least this
+    # share of those drafts (besides identical templates and no leaks). A reply that runs to the cap
+    # is one the user cuts by hand; half is the floor that a faithful copy of a model that stops
+    # clears with one runaway in 4 drafts (GGUF q8_0 of the default run: 3 of 4, MLX 8-bit 4 of 4)
+    # and that a broken one does not (MLX 4-bit of the 135M: 1 of 4; 0 of 2 before, on the probe
+    # panel). 0 checks templates and leaks only.
+    parity_min_stop_rate: float = 0.5
 
 
 @dataclass
@@ -490,12 +519,14 @@ def _validate_export(export: DictConfig) -> None:
     for name in export.formats:
         if name not in EXPORT_FORMATS:
             _fail(f"export.formats.{name}", export.formats[name], f"format must be one of {list(EXPORT_FORMATS)}")
-    if export.mlx.q_bits not in (2, 3, 4, 6, 8):
-        _fail("export.mlx.q_bits", export.mlx.q_bits, "allowed: 2, 3, 4, 6, 8")
+    if export.mlx.q_bits not in (None, 2, 3, 4, 6, 8):
+        _fail("export.mlx.q_bits", export.mlx.q_bits, "allowed: 2, 3, 4, 6, 8, or null (by model size)")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", export.name):
         _fail("export.name", export.name, "letters, digits, '.', '_' and '-' only (it names folders)")
     if export.parity_probes < 0:
         _fail("export.parity_probes", export.parity_probes, "must be >= 0")
+    if not 0 <= export.parity_min_stop_rate <= 1:
+        _fail("export.parity_min_stop_rate", export.parity_min_stop_rate, "a share of drafts, in [0, 1]")
 
 
 def _validate_eval(ev: DictConfig) -> None:
@@ -505,6 +536,10 @@ def _validate_eval(ev: DictConfig) -> None:
     for shape, n in ev.panel.items():
         if n < 0:
             _fail(f"eval.panel.{shape}", n, "must be >= 0")
+    if not 0.5 <= ev.likeness_min_auc <= 1:
+        _fail("eval.likeness_min_auc", ev.likeness_min_auc, "must be in [0.5, 1] (0.5 = a coin)")
+    if ev.n_boot < 100:
+        _fail("eval.n_boot", ev.n_boot, "must be >= 100 (a 95% interval needs draws in its tails)")
     if ev.cap_ratio < 1:
         _fail("eval.cap_ratio", ev.cap_ratio, "must be >= 1 (a cap under the reference's length cuts every reply)")
 

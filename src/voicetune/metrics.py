@@ -14,8 +14,9 @@ from voicetune.gates import PARAGRAPH_BREAK, paragraphs
 from voicetune.shapes import split_sentences
 from voicetune.shapes import word_count as words
 
-__all__ = ["words", "sample_metrics", "shape_match", "summarize", "style_signals",
-           "style_distance", "chrf", "abstract_labels"]
+__all__ = ["words", "sample_metrics", "shape_match", "summarize", "style_signals", "style_counts",
+           "style_rates", "total", "style_distance", "chrf", "chrf_stats", "chrf_from_stats",
+           "abstract_labels"]
 
 # Under half the reference's words is the seed's "one sentence and stop" failure.
 EARLY_STOP_RATIO = 0.5
@@ -62,6 +63,10 @@ CONTRACTIONS = (
 )
 
 RATES = ("hedging_per_1k", "cliches_per_1k", "contractions_per_1k", "mean_sentence_words")
+# Each rate as (count, per what, scale): style_rates divides them, intervals resample them.
+RATE_PARTS = {"hedging_per_1k": ("hedges", "words", 1000), "cliches_per_1k": ("cliches", "words", 1000),
+              "contractions_per_1k": ("contractions", "words", 1000),
+              "mean_sentence_words": ("words", "sentences", 1)}
 
 
 def _phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern:
@@ -163,19 +168,36 @@ def summarize(samples: list[dict]) -> dict:
     }
 
 
+def style_counts(text: str) -> dict:
+    """Words, sentences, hedges, clichés and contractions of one text: what style rates divide."""
+    text = text.translate(_CURLY)
+    return {
+        "words": words(text),
+        "sentences": sum(len(split_sentences(p)) for p in PARAGRAPH_BREAK.split(text) if p.strip()),
+        "hedges": len(_HEDGE_RE.findall(text)),
+        "cliches": len(_CLICHE_RE.findall(text)),
+        "contractions": len(_CONTRACTION_RE.findall(text)),
+    }
+
+
+def style_rates(counts: dict) -> dict:
+    """Rates per 1k words and mean sentence length from (summed) style_counts."""
+    return {"words": counts["words"],
+            **{key: counts[n] * scale / counts[per] if counts[per] else 0.0
+               for key, (n, per, scale) in RATE_PARTS.items()}}
+
+
+def total(counts: list[dict]) -> dict:
+    """Key-wise sum of count dicts (texts pooled: a rate over all their words)."""
+    keys = ("words", "sentences", "hedges", "cliches", "contractions")
+    return {k: sum(c[k] for c in counts) for k in keys}
+
+
 def style_signals(texts: list[str]) -> dict:
     """Hedging, cliché and contraction rates per 1k words and mean sentence length of the texts."""
-    text = "\n\n".join(texts).translate(_CURLY)
-    n_words = words(text)
-    sentences = [s for p in PARAGRAPH_BREAK.split(text) if p.strip() for s in split_sentences(p)]
-    scale = 1000 / n_words if n_words else 0.0
-    return {
-        "words": n_words,
-        "hedging_per_1k": len(_HEDGE_RE.findall(text)) * scale,
-        "cliches_per_1k": len(_CLICHE_RE.findall(text)) * scale,
-        "contractions_per_1k": len(_CONTRACTION_RE.findall(text)) * scale,
-        "mean_sentence_words": n_words / len(sentences) if sentences else 0.0,
-    }
+    # Counts add up over texts (no phrase spans a paragraph break), so pooling counts is the
+    # same as counting the texts joined by blank lines.
+    return style_rates(total([style_counts(t) for t in texts]))
 
 
 def style_distance(signals: dict, author: dict) -> float:
@@ -186,12 +208,25 @@ def style_distance(signals: dict, author: dict) -> float:
     return sum(terms) / len(terms)
 
 
-def chrf(outputs: list[str], references: list[str]) -> float:
-    """Corpus chrF (0-100) of outputs against one reference each, via sacrebleu."""
-    import sacrebleu
+def chrf_stats(outputs: list[str], references: list[str]) -> list[list[int]]:
+    """Per-sample chrF n-gram statistics: summed over any subset, they give that subset's chrF."""
+    from sacrebleu.metrics import CHRF
 
     if len(outputs) != len(references):
         raise ValueError(f"chrf: {len(outputs)} outputs but {len(references)} references")
-    if not outputs:
+    # sacrebleu's own paired bootstrap (sacrebleu.significance) resamples these statistics.
+    return [list(map(int, s)) for s in CHRF()._extract_corpus_statistics(outputs, [references])]
+
+
+def chrf_from_stats(stats: list[list[int]]) -> float:
+    """Corpus chrF (0-100) of summed chrf_stats rows."""
+    from sacrebleu.metrics import CHRF
+
+    if not stats:
         return 0.0
-    return sacrebleu.corpus_chrf(outputs, [references]).score
+    return CHRF()._compute_score_from_stats([sum(col) for col in zip(*stats)]).score
+
+
+def chrf(outputs: list[str], references: list[str]) -> float:
+    """Corpus chrF (0-100) of outputs against one reference each, via sacrebleu."""
+    return chrf_from_stats(chrf_stats(outputs, references))

@@ -106,9 +106,17 @@ def _lmstudio_source(cfg: DictConfig, planned: list[str]) -> str:
     return "mlx" if platform.system() == "Darwin" else "gguf"
 
 
-# Every machine-dependent choice: resolved once, before any stage runs, into the keys stages see.
-CHOICES = {"train.backend": _backend, "train.precision": _precision,
-           "export.mlx.dtype": _mlx_dtype, "export.lmstudio.source": _lmstudio_source}
+def _mlx_bits(cfg: DictConfig, planned: list[str]) -> int:
+    """null -> 8 bits under 1B parameters, where 4 bits broke SmolLM2-135M (see MlxExport), else 4."""
+    if cfg.export.mlx.q_bits is not None:
+        return int(cfg.export.mlx.q_bits)
+    params_b = cfg.model.params_b
+    return 8 if params_b is not None and params_b < 1 else 4
+
+
+# Every machine- or model-dependent choice: resolved once, before any stage runs, into the keys stages see.
+CHOICES = {"train.backend": _backend, "train.precision": _precision, "export.mlx.dtype": _mlx_dtype,
+           "export.mlx.q_bits": _mlx_bits, "export.lmstudio.source": _lmstudio_source}
 
 
 def stage_key(spec: StageSpec, seen: DictConfig, upstream: dict[str, str]) -> str:
@@ -286,6 +294,9 @@ def print_run(manifest: dict, run_dir: Path) -> None:
         table.add_row(s["name"], s["status"], str(s.get("seconds", "")), s.get("key", "")[:12])
     console = Console(stderr=True)
     console.print(table)
+    for s in manifest["stages"]:  # what a stage built but marked failed (export: parity), one line each
+        for line in (s.get("metrics") or {}).get("failed", []):
+            console.print(f"[red]{s['name']}[/]: {line}", soft_wrap=True)
     done = {s["name"] for s in manifest["stages"] if s["status"] in ("hit", "miss")}
     if "dataset" in done:
         console.print(f"pairs viewer:   voicetune view {run_dir}")

@@ -7,6 +7,7 @@ import io
 import textwrap
 
 from voicetune.config import SHAPES
+from voicetune.voice import SOURCES
 
 # tab10: run i keeps the same colour in every plot and in the report's tables.
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -120,5 +121,42 @@ def rates(evals: dict[str, dict | None]) -> str:
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("fraction of samples")
     fig.suptitle("overall rates (left bar: tuned, right grey bar: base)", fontsize=9)
+    fig.tight_layout()
+    return _data_uri(fig)
+
+
+
+def _likeness_at(evaluation: dict, source: str, shape: str) -> dict | None:
+    """The {"value", "ci", "n"} mean likeness of one text source on one shape ("all": overall)."""
+    likeness = evaluation["voice"]["texts"].get(source, {}).get("likeness") or {}
+    return likeness.get("overall") if shape == "all" else likeness.get("per_shape", {}).get(shape)
+
+
+def likeness(evals: dict[str, dict | None]) -> str:
+    """Mean P(author) per shape, rough -> base -> tuned -> reference, one line per run (None: none), 95% CI bars."""
+    shapes = [*shapes_of(evals), "all"]
+    fig = _figure(max(5.0, 2.6 * len(shapes)), 3.6)
+    axes = fig.subplots(1, len(shapes), squeeze=False, sharey=True)[0]
+    for ax, shape in zip(axes, shapes):
+        for i, (label, evaluation) in enumerate(evals.items()):
+            if evaluation is None:
+                continue
+            points = [(x, _likeness_at(evaluation, s, shape)) for x, s in enumerate(SOURCES)]
+            points = [(x + 0.06 * i, p) for x, p in points if p and p["value"] is not None]
+            if not points:
+                continue
+            xs, values = [x for x, _ in points], [p["value"] for _, p in points]
+            errors = [[v - p["ci"][0] for v, (_, p) in zip(values, points)],
+                      [p["ci"][1] - v for v, (_, p) in zip(values, points)]]
+            ax.errorbar(xs, values, yerr=errors, color=color(i), marker="o", capsize=3, label=label)
+        ax.set_xticks(range(len(SOURCES)), SOURCES, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(shape)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("P(author)")
+    if sum(e is not None for e in evals.values()) > 1:
+        axes[-1].legend(fontsize=7)
+    fig.suptitle("author-likeness per shape: the draft, both rewrites, the author's own passage "
+                 "(mean, 95% bootstrap interval)", fontsize=9)
     fig.tight_layout()
     return _data_uri(fig)

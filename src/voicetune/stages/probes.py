@@ -1,8 +1,8 @@
 """Stage `probes`: the fixed probe panel, drafted from the held-out papers.
 
-Training generates for these drafts at every eval, and every exported artifact rewrites them in
-the parity check: the same panel for every run of an experiment. It reads `eval.panel` and
-`eval.panel_size` only, so the size of the evaluation never changes what is trained.
+Training generates for these drafts at every eval: the same panel for every run of an
+experiment (export's parity check rewrites the short `heldout` drafts instead). It reads
+`eval.panel` and `eval.panel_size` only, so the size of the evaluation never changes what is trained.
 """
 
 from __future__ import annotations

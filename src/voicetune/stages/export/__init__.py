@@ -1,10 +1,10 @@
-"""Stage `export`: adapter -> merged model, GGUF + Ollama Modelfile, MLX 4-bit (LM Studio: lmstudio.py).
+"""Stage `export`: adapter -> merged model, GGUF + Ollama Modelfile, MLX (LM Studio: lmstudio.py).
 
 Each format is cached on its own, keyed by the adapter's bytes and a view of just the config that
 format reads (FORMAT_READS, enforced like a stage's own view), so adding `mlx_q4` to a run that
 already exported GGUF builds only the MLX folder. GGUF and MLX convert from the merged folder,
 which is built first whenever either is asked for. After the artifacts, `parity` loads each one
-back with its own runtime and checks template and stopping. Installing into LM Studio is the
+back with its own runtime and checks template and stopping; one that fails is kept and marked. Installing into LM Studio is the
 stage's delivery: it runs on this machine (lmstudio.deliver) wherever the export itself ran.
 """
 
@@ -86,7 +86,10 @@ def run(ctx) -> dict:
     from voicetune.models import inference_placement
 
     device, dtype = inference_placement()  # where parity's transformers runtimes ran
-    return {"formats": list(built), "parity": table["summary"], "parity_placement": {"device": device, "dtype": str(dtype)},
+    # A failed artifact stays (the run finishes with the ones that pass); `failed` is the line the
+    # run's summary prints for it, like a rejected pair is kept with its reason.
+    return {"formats": list(built), "parity": table["summary"], "failed": parity.failed_lines(table["summary"]),
+            "parity_placement": {"device": device, "dtype": str(dtype)},
             "sizes_mb": {f: b.get("size_mb") for f, b in built.items()}}
 
 

@@ -1,4 +1,4 @@
-"""MLX export: mlx-lm's own converter quantizes the merged folder (4-bit, group 64 by default).
+"""MLX export: mlx-lm's own converter quantizes the merged folder (export.mlx: 8 or 4 bits, group 64).
 
 mlx-lm cannot read a PEFT adapter, so it converts the merged folder; the tokenizer files (and so
 the chat template with the persona) are copied across by the converter.

@@ -18,10 +18,14 @@ def available(cfg, adapter: Path, artifacts: dict[str, Path], cache) -> list:
     if "merged" in artifacts:
         found.append(Transformers.folder(artifacts["merged"], "merged", cfg.model.end_tokens))
     if "gguf" in artifacts:
+        llama_cpp = importlib.util.find_spec("llama_cpp") is not None
         for gguf in sorted(artifacts["gguf"].glob("*.gguf")):
-            if importlib.util.find_spec("llama_cpp"):
+            if llama_cpp:
                 found.append(LlamaCpp(gguf))
-        found.append(Transformers.gguf(sorted(artifacts["gguf"].glob("*.gguf"))[0], cfg.model.end_tokens))
+        first = sorted(artifacts["gguf"].glob("*.gguf"))[0]
+        # transformers dequantizes a GGUF back to fp32 (the merged model again, ~25 s to load):
+        # where llama.cpp generates from the file, transformers only renders its template.
+        found.append(GgufTemplate(first) if llama_cpp else Transformers.gguf(first, cfg.model.end_tokens))
         found.append(Ollama(artifacts["gguf"] / "Modelfile", found[0].tokenizer))
     if "mlx_q4" in artifacts and _mlx_runs():
         found.append(Mlx(artifacts["mlx_q4"]))
@@ -86,6 +90,24 @@ class Transformers:
 
     def close(self) -> None:
         self.model = None
+
+
+class GgufTemplate:
+    """transformers' reading of a GGUF's tokenizer and template (gguf_file=), without the weights."""
+
+    generates = False
+
+    def __init__(self, path: Path):
+        from transformers import AutoTokenizer
+
+        self.name, self.artifact = f"transformers gguf_file={path.name}", f"gguf ({path.name})"
+        self.tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+
+    def render(self, messages: list[dict]) -> list[int]:
+        return Transformers.render(self, messages)
+
+    def close(self) -> None:
+        pass
 
 
 class LlamaCpp:
