@@ -21,7 +21,7 @@ from voicetune.contract import view, view_digest
 from voicetune.errors import UserError
 
 # Bump when an artifact's layout or conversion changes, so old cache entries are not trusted.
-EXPORT_VERSION = 4
+EXPORT_VERSION = 5
 # Formats converted from the merged folder.
 NEEDS_MERGED = ("gguf", "mlx_q4", "lmstudio")
 # What each format's bytes depend on: its cache key is the hash of exactly this view.

@@ -15,9 +15,12 @@ def build_mlx(cfg, merged: Path, folder: Path) -> None:
 
     from mlx_lm import convert
 
+    from voicetune.backends.mlx import legacy_rope
+
     staging = folder / "mlx"
     convert(str(merged), mlx_path=str(staging), quantize=True, q_bits=cfg.export.mlx.q_bits,
             q_group_size=cfg.export.mlx.group_size, dtype=cfg.export.mlx.dtype)  # resolved: no auto
+    legacy_rope(staging / "config.json")  # else mlx-lm runs transformers 5's folder with theta 10,000
     for path in staging.iterdir():
         shutil.move(str(path), folder / path.name)
     staging.rmdir()
