@@ -31,6 +31,11 @@ def available() -> bool:
             and importlib.util.find_spec("mlx_lm") is not None)
 
 
+def precision() -> str:
+    """train.precision=auto for mlx: bf16 on a Mac's GPU; fp32 on mlx[cpu] (Linux), which has no fast bf16."""
+    return "bf16" if available() else "fp32"
+
+
 def require() -> None:
     """One line when mlx-lm is missing, before the model loads."""
     import importlib.util
