@@ -29,7 +29,7 @@ RECORD = [{"role": "system", "content": "You write like the author."},
 # step costs ~0.3 s per token: short rows, one example per step, 16-token probe replies.
 MLX = ["train=cpu_tiny", "train.backend=mlx", "train.seq_len=320", "train.grad_accum=1", "train.max_steps=2",
        "train.eval_steps=2", "train.save_steps=2", "eval.loss_records=2", "eval.samples_per_shape=1",
-       "eval.cap_ratio=0.05"]
+       "eval.cap_ratio=1", "eval.cap_extra=2"]
 
 
 @pytest.fixture(scope="module")
