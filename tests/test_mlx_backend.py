@@ -255,3 +255,59 @@ def test_killed_mlx_training_resumes_from_its_checkpoint(cache, tmp_path):
     history = json.loads(history_file.read_text())
     assert history["summary"]["resumed_from"] == "checkpoint-2" and history["summary"]["steps"] == 4
     assert [r["step"] for r in history["train"]] == [1, 2, 3, 4]
+
+
+def tiny_lora_model(cfg):
+    """A 2-block mlx-lm llama with the backend's LoRA layers (seeded), for the loop's own tests."""
+    import mlx.core as mx
+    from mlx_lm.models.llama import Model, ModelArgs
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    from voicetune.backends.mlx import lora_parameters
+
+    mx.random.seed(0)
+    model = Model(ModelArgs(model_type="llama", hidden_size=32, num_hidden_layers=2, intermediate_size=64,
+                            num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, vocab_size=40))
+    model.freeze()
+    linear_to_lora_layers(model, 2, lora_parameters(cfg.lora, model))
+    return model
+
+
+@pytest.mark.parametrize("kill_at", [2])
+def test_mlx_loop_resumed_from_a_checkpoint_ends_where_an_unbroken_run_ends(cfg_factory, tmp_path, kill_at):
+    from types import SimpleNamespace
+
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from transformers import TrainerCallback
+
+    from voicetune.stages.train.mlx_trainer import make_trainer
+
+    cfg = cfg_factory(["train.max_steps=4", "train.save_steps=2", "train.eval_steps=100", "train.batch_size=2",
+                       "train.grad_accum=1", "lora.dropout=0", "tracking=disabled"])
+    tok = SimpleNamespace(pad_token_id=0)
+    rng = np.random.default_rng(0)
+    examples = [{"input_ids": list(map(int, rng.integers(1, 40, n))), "labels": [-100] * 3 + list(map(int, rng.integers(1, 40, n - 3)))}
+                for n in (9, 12, 7, 15, 10, 8)]
+
+    class Kill(TrainerCallback):  # the process dies right after its checkpoint at `kill_at`
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step == kill_at
+
+    def run(out, resume=None, killed=False):
+        model = tiny_lora_model(cfg)
+        trainer = make_trainer(cfg, model, tok, examples, examples[:2], [1.0] * 6, out, [Kill()] if killed else [])
+        trainer.args.disable_tqdm = True
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer, dict(tree_flatten(model.trainable_parameters()))
+
+    whole, want = run(tmp_path / "whole")
+    assert whole.state.global_step == 4 and [r["step"] for r in whole.state.log_history if "loss" in r] == [1, 2, 3, 4]
+    broken, _ = run(tmp_path / "broken", killed=True)
+    assert broken.state.global_step == kill_at
+    checkpoint = tmp_path / "broken" / "checkpoints" / f"checkpoint-{kill_at}"
+    assert {p.name for p in checkpoint.iterdir()} >= {"adapters.safetensors", "optimizer.safetensors", "trainer_state.json"}
+    resumed, got = run(tmp_path / "broken", resume=str(checkpoint))
+    assert resumed.state.global_step == 4
+    assert max(float(mx.abs(got[k] - want[k]).max()) for k in want) < 1e-6
+    assert sorted(p.name for p in (tmp_path / "broken" / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-4"]
