@@ -209,7 +209,8 @@ def test_mlx_run_trains_evaluates_and_logs_like_hf(mlx_run):
     history = json.loads((run_dir / "train/history.json").read_text())
     assert [r["step"] for r in history["train"]] == [1, 2] and history["train"][0]["learning_rate"] > 0
     assert [r["step"] for r in history["eval"]] == [2] and history["eval"][0]["eval_loss"] > 0
-    assert {p["shape"] for p in history["generations"]} >= {"paragraph", "section", "abstract"}
+    panel = [json.loads(line) for line in (run_dir / "probes/probes.jsonl").read_text().splitlines()]
+    assert sorted(p["probe_id"] for p in history["generations"]) == sorted(p["probe_id"] for p in panel)
     assert all(set(GENERATION_COLUMNS) <= set(p) for p in history["generations"])
     summary = history["summary"]
     assert summary["steps"] == 2 and summary["real_tokens_per_s"] > 0 and summary["peak_memory_gb"] > 0
@@ -234,22 +235,30 @@ def test_mlx_adapter_goes_through_eval_export_and_parity(mlx_run):
     runtimes = {r["runtime"] for r in parity["rows"]}
     assert {"transformers+peft", "transformers", "mlx-lm"} <= runtimes
     assert parity["summary"]["template_mismatches"] == [] and parity["summary"]["ok"]
-    assert (run_dir / "export/mlx_q4/config.json").is_file()
-    assert json.loads((run_dir / "export/mlx_q4/config.json").read_text())["rope_theta"] == 100000.0
+    # MLX straight from the mlx adapter (fused into its MLX base), the merged folder only for the rest.
+    artifacts = json.loads((run_dir / "export/artifacts.json").read_text())
+    assert artifacts["mlx_q4"]["from"] == "adapter" and artifacts["merged"]["from"] == "adapter"
+    config = json.loads((run_dir / "export/mlx_q4/config.json").read_text())
+    assert config["rope_theta"] == 100000.0 and config["quantization"]["bits"] == 4
+    import mlx.core as mx
+
+    weights = mx.load(str(run_dir / "export/mlx_q4/model.safetensors"))  # fused: no LoRA factor left
+    assert not [k for k in weights if "lora" in k] and any(k.endswith(".scales") for k in weights)
 
 
 def test_killed_mlx_training_resumes_from_its_checkpoint(cache, tmp_path):
     args = [*MLX, "train.max_steps=4", "train.save_steps=2", "train.eval_steps=4", "tracking=disabled",
             "stages=[train]", f"cache_dir={cache}"]
     cmd = [sys.executable, str(ROOT / "run.py"), *args]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # this checkout's package, not an installed one
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while not list(cache.glob("tmp/train-*/checkpoints/checkpoint-2/voicetune_history.json")):
         assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
         time.sleep(0.5)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-2000:]
     (history_file,) = (tmp_path / "outputs").rglob("train/history.json")
     history = json.loads(history_file.read_text())
@@ -311,3 +320,22 @@ def test_mlx_loop_resumed_from_a_checkpoint_ends_where_an_unbroken_run_ends(cfg_
     assert resumed.state.global_step == 4
     assert max(float(mx.abs(got[k] - want[k]).max()) for k in want) < 1e-6
     assert sorted(p.name for p in (tmp_path / "broken" / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_the_adapter_command_turns_the_runs_peft_adapter_back_into_its_mlx_adapter(mlx_run, tmp_path):
+    import mlx.core as mx
+
+    from voicetune.cli import main
+
+    adapter = mlx_run[0] / "train/adapter"
+    assert main(["adapter", str(adapter), "--to", "mlx", str(tmp_path / "back")]) == 0
+    want, got = mx.load(str(adapter / "mlx/adapters.safetensors")), mx.load(str(tmp_path / "back/adapters.safetensors"))
+    assert set(got) == set(want) and max(float(mx.abs(got[k] - want[k]).max()) for k in want) < 1e-6
+
+
+def test_the_adapter_command_refuses_a_folder_without_that_adapter_in_one_line(tmp_path, capsys):
+    from voicetune.cli import main
+
+    assert main(["adapter", str(tmp_path), "--to", "mlx", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no adapter_model.safetensors" in err and str(tmp_path) in err

@@ -144,6 +144,26 @@ def save_adapter(model, lora_cfg, folder: Path) -> None:
     mlx_to_peft(native, folder)
 
 
+def fuse_quantized(cfg, cache, tokenizer, adapter: Path, folder: Path) -> None:
+    """The mlx-lm adapter fused into its own MLX base and quantized (export.mlx), with no merged folder
+    in between: mlx_lm.fuse's steps, then the converter's cast and quantization, the tokenizer (and
+    so the persona's template) from the adapter folder."""
+    import mlx.core as mx
+    from mlx.utils import tree_map, tree_unflatten
+    from mlx_lm.tokenizer_utils import load as load_tokenizer
+    from mlx_lm.tuner.utils import load_adapters
+    from mlx_lm.utils import load_model, quantize_model, save
+
+    base = base_folder(cfg, cache, tokenizer)  # converted by training: a cache hit
+    model, config = load_model(base)
+    model = load_adapters(model, str(adapter / ADAPTER_DIR))
+    model.update_modules(tree_unflatten([(n, m.fuse()) for n, m in model.named_modules() if hasattr(m, "fuse")]))
+    dtype = getattr(mx, cfg.export.mlx.dtype)  # resolved: no auto
+    model.update(tree_map(lambda p: p.astype(dtype) if mx.issubdtype(p.dtype, mx.floating) else p, model.parameters()))
+    model, config = quantize_model(model, config, cfg.export.mlx.group_size, cfg.export.mlx.q_bits)
+    save(folder, base, model, load_tokenizer(adapter), config, donate_model=True)
+
+
 def merge(cfg, cache, adapter: Path, folder: Path) -> None:
     """Merge the PEFT conversion the way the `hf` backend does (fp32 base, transformers)."""
     from voicetune.backends import hf

@@ -47,7 +47,8 @@ STAGES = {spec.name: spec for spec in [
     # The model card in each artifact folder summarises the dataset and the eval.
     StageSpec("export", "voicetune.stages.export:run", needs=("train", "probes", "dataset", "eval"),
               reads=("export.formats", "export.name", "export.dtype", "export.gguf", "export.mlx",
-                     "export.parity_probes", "export.lmstudio.source", "train.backend", "train.seq_len")
+                     "export.parity_probes", "export.lmstudio.source", "train.backend", "train.precision",
+                     "train.seq_len")
               + CHAT + CAPS,
               check="voicetune.stages.export:check",
               deliver="voicetune.stages.export.lmstudio:deliver",

@@ -1,6 +1,7 @@
 """MLX export: mlx-lm's own converter quantizes the merged folder (4-bit, group 64 by default).
 
-mlx-lm cannot read a PEFT adapter, so it converts the merged folder; the tokenizer files (and so
+mlx-lm cannot read a PEFT adapter, so it converts the merged folder (an adapter the `mlx` backend
+trained is fused into its MLX base instead: backends.mlx.fuse_quantized); the tokenizer files (and so
 the chat template with the persona) are copied across by the converter.
 """
 
