@@ -247,13 +247,13 @@ def test_mlx_adapter_goes_through_eval_export_and_parity(mlx_run):
 
 
 def test_killed_mlx_training_resumes_from_its_checkpoint(cache, tmp_path):
-    args = [*MLX, "train.max_steps=4", "train.save_steps=2", "train.eval_steps=4", "tracking=disabled",
+    args = [*MLX, "train.max_steps=2", "train.save_steps=1", "train.eval_steps=2", "tracking=disabled",
             "stages=[train]", f"cache_dir={cache}"]
     cmd = [sys.executable, str(ROOT / "run.py"), *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # this checkout's package, not an installed one
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
-    while not list(cache.glob("tmp/train-*/checkpoints/checkpoint-2/voicetune_history.json")):
+    while not list(cache.glob("tmp/train-*/checkpoints/checkpoint-1/voicetune_history.json")):
         assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
         time.sleep(0.5)
     os.kill(proc.pid, signal.SIGKILL)
@@ -262,8 +262,8 @@ def test_killed_mlx_training_resumes_from_its_checkpoint(cache, tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     (history_file,) = (tmp_path / "outputs").rglob("train/history.json")
     history = json.loads(history_file.read_text())
-    assert history["summary"]["resumed_from"] == "checkpoint-2" and history["summary"]["steps"] == 4
-    assert [r["step"] for r in history["train"]] == [1, 2, 3, 4]
+    assert history["summary"]["resumed_from"] == "checkpoint-1" and history["summary"]["steps"] == 2
+    assert [r["step"] for r in history["train"]] == [1, 2]
 
 
 def tiny_lora_model(cfg):
