@@ -94,6 +94,7 @@ def test_training_probes_send_their_inputs_to_the_models_device(meta_model, toke
     from types import SimpleNamespace
 
     from voicetune.stages.train.callbacks import ProbeCallback
+    from voicetune.stages.train.trainer import PackedTrainer
 
     model, seen = meta_model
     _spy_generate(model, seen)
@@ -101,6 +102,7 @@ def test_training_probes_send_their_inputs_to_the_models_device(meta_model, toke
         {"role": "system", "content": "text"}, {"role": "user", "content": "draft"},
         {"role": "assistant", "content": "text"}]}
     callback = ProbeCallback(tokenizer, [probe], [4], ["<|im_end|>"], history=SimpleNamespace(data={"generations": []}))
+    callback.trainer = SimpleNamespace(generate=lambda *a: PackedTrainer.generate(SimpleNamespace(model=model), *a))
     with pytest.raises(Stop):
         callback.on_evaluate(None, SimpleNamespace(global_step=1), None, model=model)
     assert seen and set(seen) == {"meta"}

@@ -107,9 +107,9 @@ def test_backend_errors_are_one_line(cfg_factory, cuda, monkeypatch):
     with pytest.raises(UserError) as err:  # refused at composition, before any stage runs
         compose_checked(CONF, ["train.backend=tensorflow"])
     assert str(err.value) == "train.backend: Invalid value 'tensorflow', expected one of [auto, hf, unsloth, mlx]"
-    for backend, says in (("unsloth", "needs a CUDA GPU"), ("mlx", "not built yet")):
+    for backend, where, says in (("unsloth", [], "needs a CUDA GPU"), ("mlx", ["compute=modal"], "trains on this Mac")):
         with pytest.raises(UserError) as err:
-            pick_backend(cfg_factory([f"train.backend={backend}"]))
+            pick_backend(cfg_factory([f"train.backend={backend}", *where]))
         assert str(err.value).replace("'", "").startswith(f"train.backend={backend}:") and says in str(err.value)
         assert "\n" not in str(err.value)
     # On Modal the GPU machine checks: nothing here refuses the run before it is sent.

@@ -84,7 +84,28 @@ def rewrite(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-COMMANDS = (view, compare, serve, rewrite)
+def adapter(sub: argparse._SubParsersAction) -> None:
+    """voicetune adapter DIR --to mlx|peft OUT: convert a LoRA adapter between PEFT and mlx-lm."""
+    p = sub.add_parser("adapter", help="convert a LoRA adapter: PEFT (CUDA/CPU runs) <-> mlx-lm (Mac)")
+    p.add_argument("path", type=Path, help="a run's train/adapter folder (PEFT) or an mlx-lm adapter folder")
+    p.add_argument("--to", choices=("mlx", "peft"), required=True)
+    p.add_argument("out", type=Path, help="folder to write the converted adapter into")
+
+    def run(args: argparse.Namespace) -> None:
+        from voicetune.backends.mlx_peft import MLX_WEIGHTS, PEFT_WEIGHTS, mlx_to_peft, peft_to_mlx
+
+        source = PEFT_WEIGHTS if args.to == "mlx" else MLX_WEIGHTS
+        if not (args.path / source).is_file():
+            raise UserError(f"{args.path}: no {source}; --to {args.to} converts a "
+                            f"{'PEFT' if args.to == 'mlx' else 'mlx-lm'} adapter folder")
+        (peft_to_mlx if args.to == "mlx" else mlx_to_peft)(args.path, args.out)
+        use = "mlx_lm.generate --model <MLX base> --adapter-path" if args.to == "mlx" else "PeftModel.from_pretrained(base,"
+        print(f"wrote {args.out} ({use} {args.out})")
+
+    p.set_defaults(run=run)
+
+
+COMMANDS = (view, compare, serve, rewrite, adapter)
 
 
 def parser() -> argparse.ArgumentParser:

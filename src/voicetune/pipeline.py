@@ -64,7 +64,7 @@ def _sees(spec: StageSpec, key: str) -> bool:
 
 
 def _backend(cfg: DictConfig, planned: list[str]) -> str:
-    """auto -> unsloth when CUDA and unsloth are where train runs, else hf."""
+    """auto -> unsloth when CUDA and unsloth are where train runs, mlx on Apple Silicon, else hf."""
     from voicetune import backends
 
     choice = backends.resolve(str(cfg.train.backend), placement(cfg, "train") != "local")
@@ -75,12 +75,16 @@ def _backend(cfg: DictConfig, planned: list[str]) -> str:
 
 
 def _precision(cfg: DictConfig, planned: list[str]) -> str:
-    """auto -> bf16 on a CUDA card that has it (a remote GPU has), else fp32."""
+    """auto -> bf16 on a CUDA card that has it (a remote GPU has) and for mlx on a Mac, else fp32."""
     choice = str(cfg.train.precision)
     if choice != "auto":
         return choice
     if placement(cfg, "train") != "local":
         return "bf16"
+    if "train" in planned and _backend(cfg, planned) == "mlx":
+        from voicetune.backends import mlx
+
+        return mlx.precision()
     if "train" not in planned:
         return "fp32"  # nothing trains in this run: no reason to import torch to find out
     import torch

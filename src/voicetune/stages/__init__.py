@@ -49,7 +49,8 @@ STAGES = {spec.name: spec for spec in [
     # held-out drafts.
     StageSpec("export", "voicetune.stages.export:run", needs=("train", "heldout", "dataset", "eval"),
               reads=("export.formats", "export.name", "export.dtype", "export.gguf", "export.mlx",
-                     "export.parity_probes", "export.parity_min_stop_rate", "export.lmstudio.source", "train.backend", "train.seq_len")
+                     "export.parity_probes", "export.parity_min_stop_rate", "export.lmstudio.source", "train.backend",
+                     "train.precision", "train.seq_len")
               + CHAT + CAPS,
               check="voicetune.stages.export:check",
               deliver="voicetune.stages.export.lmstudio:deliver",

@@ -3,8 +3,10 @@
 Each format is cached on its own, keyed by the adapter's bytes and a view of just the config that
 format reads (FORMAT_READS, enforced like a stage's own view), so adding `mlx_q4` to a run that
 already exported GGUF builds only the MLX folder. GGUF and MLX convert from the merged folder,
-which is built first whenever either is asked for. After the artifacts, `parity` loads each one
-back with its own runtime and checks template and stopping; one that fails is kept and marked. Installing into LM Studio is the
+which is built first whenever either is asked for; an adapter trained by the `mlx` backend goes
+to MLX without it, fused into its own MLX base (backends.mlx.fuse_quantized). After the
+artifacts, `parity` loads each one back with its own runtime and checks template and stopping;
+one that fails is kept and marked. Installing into LM Studio is the
 stage's delivery: it runs on this machine (lmstudio.deliver) wherever the export itself ran.
 """
 
@@ -21,14 +23,12 @@ from voicetune.contract import view, view_digest
 from voicetune.errors import UserError
 
 # Bump when an artifact's layout or conversion changes, so old cache entries are not trusted.
-EXPORT_VERSION = 4
-# Formats converted from the merged folder.
-NEEDS_MERGED = ("gguf", "mlx_q4", "lmstudio")
+EXPORT_VERSION = 5
 # What each format's bytes depend on: its cache key is the hash of exactly this view.
 FORMAT_READS = {
     "merged": ("model", "export.dtype", "corpus.persona", "train.backend", "train.seq_len"),
     "gguf": ("model.end_tokens", "export.gguf", "export.name", "corpus.persona"),
-    "mlx_q4": ("export.mlx",),
+    "mlx_q4": ("export.mlx", "model", "train.backend", "train.precision"),
 }
 
 
@@ -36,11 +36,16 @@ def wanted(cfg) -> list[str]:
     """Formats in build order (merged first when a later one converts from it; lmstudio, the
     delivery, last)."""
     asked = [name for name, on in cfg.export.formats.items() if on]
-    if any(name in NEEDS_MERGED for name in asked) and "merged" not in asked:
-        asked.append("merged")
     if "lmstudio" in asked and lmstudio_source(cfg) not in asked:
         asked.append(lmstudio_source(cfg))
+    if any(from_merged(cfg, name) for name in asked) and "merged" not in asked:
+        asked.append("merged")
     return [name for name in (*FORMAT_READS, "lmstudio") if name in asked]
+
+
+def from_merged(cfg, fmt: str) -> bool:
+    """Whether a format converts from the merged folder (GGUF always; MLX unless mlx trained the adapter)."""
+    return fmt == "gguf" or (fmt == "mlx_q4" and cfg.train.backend != "mlx")
 
 
 def lmstudio_source(cfg) -> str:
@@ -101,7 +106,7 @@ def adapter_digest(adapter: Path) -> str:
 def _build(cfg, fmt: str, adapter: Path, ctx, keys: dict, built: dict) -> dict:
     """One format through the cache: a hit costs nothing, a miss builds into a temp dir."""
     cache, seen = ctx.cache, view(cfg, FORMAT_READS[fmt])
-    upstream = keys["merged"] if fmt != "merged" else keys["adapter"]
+    upstream = keys["merged"] if from_merged(cfg, fmt) else keys["adapter"]
     key = digest({"format": fmt, "version": EXPORT_VERSION, "from": upstream, "config": view_digest(seen)})[:16]
     keys[fmt] = key
     started, hit = time.perf_counter(), cache.get(f"export-{fmt}", key)
@@ -111,7 +116,7 @@ def _build(cfg, fmt: str, adapter: Path, ctx, keys: dict, built: dict) -> dict:
             _convert(seen, fmt, adapter, built, tmp, ctx)
         hit = cache.get(f"export-{fmt}", key)
     size = sum(p.stat().st_size for p in hit.rglob("*") if p.is_file())
-    return {"folder": fmt, "cache": str(hit), "key": key, "cached": cached,
+    return {"folder": fmt, "from": "merged" if from_merged(cfg, fmt) else "adapter", "cache": str(hit), "key": key, "cached": cached,
             "seconds": round(time.perf_counter() - started, 2), "size_mb": round(size / 2**20, 1)}
 
 
@@ -125,6 +130,10 @@ def _convert(seen, fmt: str, adapter: Path, built: dict, tmp: Path, ctx) -> None
         from voicetune.stages.export.gguf import build_gguf
 
         build_gguf(seen, Path(built["merged"]["cache"]), tmp, ctx.cache)
+    elif fmt == "mlx_q4" and seen.train.backend == "mlx":
+        from voicetune.backends.mlx import fuse_quantized
+
+        fuse_quantized(seen, ctx.cache, ctx.tokenizer(), adapter, tmp)
     elif fmt == "mlx_q4":
         from voicetune.stages.export.mlx import build_mlx
 

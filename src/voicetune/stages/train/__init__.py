@@ -1,8 +1,9 @@
 """Stage `train`: dataset + model + lora + train config -> LoRA adapter and training history.
 
-One trainer, backends chosen by the resolved `train.backend`: `hf` (transformers + peft: CPU,
-MPS, CUDA) and `unsloth` (CUDA 4-bit QLoRA). A backend only builds the LoRA model
-(voicetune.backends); tokenizer, rows, trainer, callbacks and W&B are shared. Where it runs
+One trainer contract, backends chosen by the resolved `train.backend`: `hf` (transformers + peft:
+CPU, MPS, CUDA) and `unsloth` (CUDA 4-bit QLoRA) train through transformers' Trainer, `mlx`
+(mlx-lm LoRA on Apple Silicon) through mlx_trainer's steps under the same cadence. A backend only
+builds the LoRA model (voicetune.backends); tokenizer, labels, rows, callbacks and W&B are shared. Where it runs
 (this machine, a Modal GPU) is the pipeline's decision, not this stage's.
 """
 
@@ -21,8 +22,9 @@ from voicetune.records import read_jsonl, reference
 
 def run(ctx) -> dict:
     """Train the adapter into out/adapter; history.json holds losses and probe generations."""
+    from voicetune.stages.train import mlx_trainer, trainer as hf_trainer
     from voicetune.stages.train.callbacks import HistoryCallback, ProbeCallback
-    from voicetune.stages.train.trainer import last_checkpoint, make_trainer
+    from voicetune.stages.train.trainer import last_checkpoint
 
     cfg, out, tracker = ctx.cfg, ctx.out, ctx.tracker
     backend = backends.module(cfg.train.backend)
@@ -35,13 +37,13 @@ def run(ctx) -> dict:
     if not train_ex or not valid_ex:
         raise UserError(f"train.seq_len={cfg.train.seq_len}: no train or valid record fits; raise it or lower data.max_tokens")
     model = backend.load(cfg, ctx.cache, tok)
-    model.config.use_cache = False  # packed rows rely on the cache being off (see PackedCollator)
     history = HistoryCallback(tracker)
     panel = read_jsonl(ctx.inputs["probes"] / "probes.jsonl")
     probes = ProbeCallback(tok, panel, caps(tok, [reference(p) for p in panel], cfg.eval), ends, history, tracker)
+    make_trainer = (mlx_trainer if cfg.train.backend == "mlx" else hf_trainer).make_trainer
     trainer = make_trainer(cfg, model, tok, train_ex, valid_ex, [r["weight"] for r in train_recs], out,
                            [history, probes], pack=backend.PACKED_ROWS_ISOLATED, wandb=_logging(tracker))
-    history.trainer = trainer
+    history.trainer = probes.trainer = trainer
     if _logging(tracker):
         tracker.save_file(ctx.inputs["dataset"] / "card.md")
         tracker.image("dataset/token_lengths", ctx.inputs["dataset"] / "token_hist.png")
@@ -50,8 +52,8 @@ def run(ctx) -> dict:
     trainer.train(resume_from_checkpoint=checkpoint)
     if trainer.state.global_step not in history.eval_steps():
         trainer.evaluate()  # the last step always has an eval loss and probe outputs
-    summary = history.finish(trainer, model, time.perf_counter() - started, too_long)
-    save_adapter(cfg, model, tok, out)
+    summary = history.finish(trainer, time.perf_counter() - started, too_long)
+    save_adapter(cfg, trainer, tok, out)
     (out / "history.json").write_text(json.dumps(history.data, indent=2))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is the artifact
     return summary
@@ -62,12 +64,12 @@ def _logging(tracker) -> bool:
     return tracker is not None and tracker.run is not None
 
 
-def save_adapter(cfg, model, tokenizer, out) -> None:
+def save_adapter(cfg, trainer, tokenizer, out) -> None:
     """A self-contained adapter folder: weights, tokenizer + template, persona, the config it saw."""
     from omegaconf import OmegaConf
 
     folder = out / "adapter"
-    model.save_pretrained(folder)
+    trainer.save_adapter(folder)
     # Training rendered an explicit persona in every record; saved, the template also makes it the
     # default, so a chat that sends no system turn gets the trained prompt (see export/parity.py).
     trained_template = tokenizer.chat_template

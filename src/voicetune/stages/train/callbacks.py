@@ -8,7 +8,6 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from voicetune.greedy import generate
 from voicetune.records import reference, user_turn
 from voicetune.tracking import GENERATION_COLUMNS
 
@@ -57,14 +56,12 @@ class HistoryCallback(TrainerCallback):
     def efficiency(self) -> float:
         return round(self.trainer.real_tokens / max(self.trainer.computed_tokens, 1), 4)
 
-    def finish(self, trainer, model, seconds: float, too_long: int) -> dict:
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    def finish(self, trainer, seconds: float, too_long: int) -> dict:
         self.data["summary"] = {**self.data["summary"],
             "steps": trainer.state.global_step, "runtime_s": round(seconds, 1),
             "real_tokens": trainer.real_tokens, "padding_efficiency": self.efficiency(),
             "real_tokens_per_s": round(trainer.real_tokens / max(seconds, 1e-9), 1),
-            "trainable_params": trainable, "dropped_too_long": too_long,
-            "device": str(model.device), "base_dtype": str(model.get_base_model().dtype),
+            "dropped_too_long": too_long, **trainer.model_facts(),
             "final_eval_loss": self.data["eval"][-1]["eval_loss"] if self.data["eval"] else None,
         }
         if self.tracker:
@@ -73,18 +70,17 @@ class HistoryCallback(TrainerCallback):
 
 
 class ProbeCallback(TrainerCallback):
-    """Greedy generations for the fixed probe panel after every evaluation."""
+    """Greedy generations for the fixed probe panel after every evaluation (by the trainer's backend)."""
 
     def __init__(self, tokenizer, probes: list[dict], caps: list[int], end_tokens: list[str],
                  history: HistoryCallback, tracker=None):
         self.tokenizer, self.probes, self.caps, self.history, self.tracker = tokenizer, probes, caps, history, tracker
+        self.trainer = None
         self.end_ids = [tokenizer.convert_tokens_to_ids(t) for t in end_tokens]
 
-    def on_evaluate(self, args, state, control, model=None, **kwargs):
+    def on_evaluate(self, args, state, control, **kwargs):
         refs = [reference(p) for p in self.probes]
-        model.config.use_cache = True
-        outs = generate(model, self.tokenizer, [p["messages"] for p in self.probes], self.caps, self.end_ids)
-        model.config.use_cache = False
+        outs = self.trainer.generate(self.tokenizer, [p["messages"] for p in self.probes], self.caps, self.end_ids)
         rows = [self._row(state.global_step, p, ref, o) for p, ref, o in zip(self.probes, refs, outs)]
         self.history.data["generations"] += rows
         if self.tracker:

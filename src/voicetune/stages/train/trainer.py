@@ -1,13 +1,16 @@
 """The shared trainer: transformers' Trainer over packed (or length-grouped) rows.
 
 The Trainer does the loop, checkpoints, resume, eval and W&B; this module only supplies the
-rows, the collator and the arguments. Every backend (voicetune.backends) builds its model with
-its own `load` and then trains through `make_trainer` here.
+rows, the collator and the arguments. The `hf` and `unsloth` backends build their model with
+their own `load` and train through `make_trainer` here; `mlx` trains through
+mlx_trainer.make_trainer, which keeps these rows, arguments, cadence and callbacks. Both return
+a TrainerContract.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from transformers import Trainer
 
@@ -17,6 +20,20 @@ from voicetune.packing import PackedCollator, grouped_rows, packed_rows, weighte
 # What training_args passes needs: train_sampling_strategy came with transformers 5.2 (2026-02).
 # pyproject's dependency and the `cuda` lock satisfy it (tests/test_cuda_lock.py checks both).
 TRAINER_NEEDS = {"transformers": ">=5.2"}
+
+
+class TrainerContract(Protocol):
+    """What the train stage and its callbacks use of a trainer, whatever the backend."""
+
+    state: object  # transformers' TrainerState: global_step, log_history
+    real_tokens: int
+    computed_tokens: int
+
+    def train(self, resume_from_checkpoint: str | None = None): ...
+    def evaluate(self) -> dict: ...
+    def generate(self, tokenizer, conversations, caps, end_ids) -> list[dict]: ...
+    def model_facts(self) -> dict: ...
+    def save_adapter(self, folder: Path) -> None: ...
 
 
 def require_stack() -> None:
@@ -66,6 +83,7 @@ def make_trainer(cfg, model, tokenizer, train_ex, valid_ex, weights, out: Path, 
                  wandb: bool = False):
     """A Trainer over packed rows (or length-grouped single examples): weighted draws for train, each valid example once."""
     t = cfg.train
+    model.config.use_cache = False  # packed rows rely on the cache being off (see PackedCollator)
     schedule = weighted_schedule(weights, t.epochs, t.seed)
     rows = _rows(train_ex, schedule, t, pack)
     valid_rows = _rows(valid_ex, list(range(len(valid_ex))), t, pack)
@@ -98,6 +116,35 @@ class PackedTrainer(Trainer):
             self.real_tokens += int(real)
             self.computed_tokens += inputs["input_ids"].numel()
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def generate(self, tokenizer, conversations, caps, end_ids) -> list[dict]:
+        """Greedy replies with the cache on for generation (off again for the packed rows)."""
+        from voicetune.greedy import generate
+
+        self.model.config.use_cache = True
+        try:
+            return generate(self.model, tokenizer, conversations, caps, end_ids)
+        finally:
+            self.model.config.use_cache = False
+
+    def model_facts(self) -> dict:
+        """Trainable parameters, device, base dtype and peak memory (CUDA allocator, else the process's RSS)."""
+        import resource
+        import sys
+
+        import torch
+
+        model = self.model
+        if torch.cuda.is_available():
+            peak, of = torch.cuda.max_memory_allocated(), "cuda allocator"
+        else:  # ru_maxrss: kilobytes on Linux, bytes on macOS
+            peak, of = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024), "process RSS"
+        return {"trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                "device": str(model.device), "base_dtype": str(model.get_base_model().dtype),
+                "peak_memory_gb": round(peak / 2**30, 2), "peak_memory_of": of}
+
+    def save_adapter(self, folder: Path) -> None:
+        self.model.save_pretrained(folder)
 
     def get_eval_dataloader(self, eval_dataset=None):
         train_collator, self.data_collator = self.data_collator, self.eval_collator
