@@ -239,7 +239,7 @@ def test_mlx_adapter_goes_through_eval_export_and_parity(mlx_run):
     artifacts = json.loads((run_dir / "export/artifacts.json").read_text())
     assert artifacts["mlx_q4"]["from"] == "adapter" and artifacts["merged"]["from"] == "adapter"
     config = json.loads((run_dir / "export/mlx_q4/config.json").read_text())
-    assert config["rope_theta"] == 100000.0 and config["quantization"]["bits"] == 4
+    assert config["rope_theta"] == 100000.0 and config["quantization"]["bits"] == manifest["resolved"]["export.mlx.q_bits"]
     import mlx.core as mx
 
     weights = mx.load(str(run_dir / "export/mlx_q4/model.safetensors"))  # fused: no LoRA factor left
