@@ -60,3 +60,25 @@ def e2e_run(e2e_cache, tmp_path_factory):
     lms = tmp_path_factory.mktemp("lmstudio") / "models"
     manifest = run(make_cfg(E2E + EXPORT + [f"export.lmstudio.models_dir={lms}", "stages=[export]"], e2e_cache), run_dir)
     return run_dir, manifest
+
+
+def killed_and_rerun(args: list[str], cache: Path, cwd: Path, checkpoint: int) -> dict:
+    """`run.py ARGS` killed (SIGKILL) once its checkpoint-N is written, then run again to the end: its
+    train/history.json. The subprocess imports this checkout's package, not an installed one."""
+    import json
+    import signal
+    import time
+
+    cmd = [sys.executable, str(ROOT / "run.py"), *args, f"cache_dir={cache}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not list(cache.glob(f"tmp/train-*/checkpoints/checkpoint-{checkpoint}/voicetune_history.json")):
+        assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
+        time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    again = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    (history_file,) = (cwd / "outputs").rglob("train/history.json")
+    return json.loads(history_file.read_text())

@@ -9,16 +9,12 @@
 """
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, make_cfg
+from conftest import killed_and_rerun, make_cfg
 
 pytestmark = pytest.mark.slow
 
@@ -248,20 +244,8 @@ def test_mlx_adapter_goes_through_eval_export_and_parity(mlx_run):
 
 def test_killed_mlx_training_resumes_from_its_checkpoint(cache, tmp_path):
     args = [*MLX, "train.max_steps=2", "train.save_steps=1", "train.eval_steps=2", "tracking=disabled",
-            "stages=[train]", f"cache_dir={cache}"]
-    cmd = [sys.executable, str(ROOT / "run.py"), *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # this checkout's package, not an installed one
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not list(cache.glob("tmp/train-*/checkpoints/checkpoint-1/voicetune_history.json")):
-        assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
-        time.sleep(0.5)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0, again.stderr[-2000:]
-    (history_file,) = (tmp_path / "outputs").rglob("train/history.json")
-    history = json.loads(history_file.read_text())
+            "stages=[train]"]
+    history = killed_and_rerun(args, cache, tmp_path, checkpoint=1)
     assert history["summary"]["resumed_from"] == "checkpoint-1" and history["summary"]["steps"] == 2
     assert [r["step"] for r in history["train"]] == [1, 2]
 

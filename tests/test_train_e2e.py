@@ -3,15 +3,10 @@
 The run (through export) is the session fixture `e2e_run` in conftest; test_export_e2e checks its artifacts."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import E2E, ROOT, make_cfg
+from conftest import E2E, killed_and_rerun, make_cfg
 from voicetune.pipeline import run
 from voicetune.stages.train.callbacks import GENERATION_COLUMNS
 
@@ -158,19 +153,8 @@ def test_compare_report_for_the_run(finished, tmp_path):
 
 def test_killed_training_resumes_from_its_checkpoint(cache, tmp_path):
     args = ["train.max_steps=4", "train.save_steps=2", "train.eval_steps=4", "eval.loss_records=4",
-            "eval.samples_per_shape=1", "tracking=disabled", "stages=[train]", f"cache_dir={cache}"]
-    cmd = [sys.executable, str(ROOT / "run.py"), *args]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not list(cache.glob("tmp/train-*/checkpoints/checkpoint-2/voicetune_history.json")):
-        assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
-        time.sleep(0.5)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0, again.stderr[-2000:]
-    (history_file,) = (tmp_path / "outputs").rglob("train/history.json")
-    history = json.loads(history_file.read_text())
+            "eval.samples_per_shape=1", "tracking=disabled", "stages=[train]"]
+    history = killed_and_rerun(args, cache, tmp_path, checkpoint=2)
     assert history["summary"]["resumed_from"] == "checkpoint-2"
     assert history["summary"]["steps"] == 4
     assert [r["step"] for r in history["train"]] == [1, 2, 3, 4]
