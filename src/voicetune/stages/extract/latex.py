@@ -217,7 +217,7 @@ def _is_env(node, name: str) -> bool:
 def _walker_context(user: tuple[tuple[str, int, bool], ...]):
     """pylatexenc's parsing context plus the argument shapes of this paper's own macros."""
     from pylatexenc.latexwalker import get_default_latex_context_db
-    from pylatexenc.macrospec import EnvironmentSpec, MacroSpec, VerbatimArgsParser, std_macro
+    from pylatexenc.macrospec import EnvironmentSpec, VerbatimArgsParser, std_macro
 
     db = get_default_latex_context_db()
     verbatim = VerbatimArgsParser(verbatim_arg_type="verbatim-environment")
