@@ -1,4 +1,4 @@
-"""Claim: on SmolLM2-135M, MLX 4-bit does not stop where MLX 8-bit and GGUF q8_0 do.
+"""Claim: on SmolLM2-135M, MLX 4-bit stops no more often than MLX 8-bit and GGUF q8_0, and rewrites worse.
 
 From one export folder (its merged/ and gguf/*q8_0.gguf), mlx_lm.convert writes MLX at each of
 the bit widths and group sizes below (the project's own build_mlx); then each MLX folder and the

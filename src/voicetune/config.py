@@ -337,10 +337,11 @@ class GgufExport:
 class MlxExport:
     # null (auto): 8 bits for a model under 1B parameters (model.params_b), else 4, resolved before
     # the run. Measured on SmolLM2-135M after the default 12 steps (bench/results/parity.md, 4
-    # parity drafts): 4 bits stopped on 1 of 4 (it recites the persona to the cap), 8 bits on 4 of
-    # 4, GGUF q8_0 on 3 of 4; the untrained base: 0, 1 and 1 of 4.
-    # 4-bit is the seed's format for the 8B; the 0.5B between them is not measured, and 8 bits
-    # is the side that stops (~0.5 GB for it). An unknown params_b keeps the seed's 4.
+    # parity drafts, with the rope fix of backends.mlx.legacy_rope): 4 and 8 bits both stopped on
+    # 2 of 4 (GGUF q8_0: 3 of 4), but 4 bits answered the first draft by reciting the instruction
+    # where 8 bits and q8_0 rewrote it; 135M parameters at 4 bits lose too much. 4-bit is the
+    # seed's format for the 8B; the 0.5B between them is not measured, and 8 bits costs ~0.5 GB
+    # for it. An unknown params_b keeps the seed's 4.
     q_bits: Optional[int] = None
     group_size: int = 64
     # auto: float16 on macOS; float32 elsewhere, because mlx[cpu] 0.32 on Linux never finished
