@@ -49,7 +49,7 @@ def fresh_adapter(cfg, folder: Path) -> Path:
     from voicetune.stages.train import save_adapter
 
     cache = Cache(cfg.cache_dir)
-    save_adapter(cfg, lora_model(load_model(cfg.model, cache), cfg.lora), load_tokenizer(cfg.model, cache), folder)
+    save_adapter(cfg, lora_model(load_model(cfg.model, cache), cfg.lora).save_pretrained, load_tokenizer(cfg.model, cache), folder)
     return folder / "adapter"
 
 

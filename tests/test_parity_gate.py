@@ -23,7 +23,7 @@ def untrained_adapter(cfg, cache, train):
     from voicetune.stages.train import save_adapter
 
     tok = load_tokenizer(cfg.model, cache)
-    save_adapter(cfg, hf.load(cfg, cache, tok), tok, train)  # into train/adapter
+    save_adapter(cfg, hf.load(cfg, cache, tok).save_pretrained, tok, train)  # into train/adapter
     return tok
 
 

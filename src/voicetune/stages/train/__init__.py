@@ -53,7 +53,7 @@ def run(ctx) -> dict:
     if trainer.state.global_step not in history.eval_steps():
         trainer.evaluate()  # the last step always has an eval loss and probe outputs
     summary = history.finish(trainer, time.perf_counter() - started, too_long)
-    save_adapter(cfg, trainer, tok, out)
+    save_adapter(cfg, trainer.save_adapter, tok, out)
     (out / "history.json").write_text(json.dumps(history.data, indent=2))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is the artifact
     return summary
@@ -64,12 +64,13 @@ def _logging(tracker) -> bool:
     return tracker is not None and tracker.run is not None
 
 
-def save_adapter(cfg, trainer, tokenizer, out) -> None:
-    """A self-contained adapter folder: weights, tokenizer + template, persona, the config it saw."""
+def save_adapter(cfg, save_weights, tokenizer, out) -> None:
+    """A self-contained adapter folder: weights (`save_weights(folder)`: a trainer's save_adapter, a
+    PEFT model's save_pretrained), tokenizer + template, persona, the config it saw."""
     from omegaconf import OmegaConf
 
     folder = out / "adapter"
-    trainer.save_adapter(folder)
+    save_weights(folder)
     # Training rendered an explicit persona in every record; saved, the template also makes it the
     # default, so a chat that sends no system turn gets the trained prompt (see export/parity.py).
     trained_template = tokenizer.chat_template
