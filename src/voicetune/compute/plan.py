@@ -33,8 +33,10 @@ MAX_SMALL_MODEL_SPEEDUP = 10  # kernels, not FLOPs, bound a 0.1-0.5B model
 # weights per step (H100 3.35 TB/s -> ~200 steps/s at best; HF generate reaches a fraction).
 GENERATE_TOKENS_PER_S = 120  # estimate, not measured
 CONTAINER_START_MIN = 2.0  # image pull (cached after the first build) + model load from the volume
-# Bytes per parameter of each artifact: fp16 weights; Q4_K_M ~4.9 GB for 8.03B; MLX 4-bit ~4.5 GB.
-ARTIFACT_BYTES_PER_PARAM = {"merged": 2.0, "gguf": 0.61, "mlx_q4": 0.56}
+# Bytes per parameter of each artifact: fp16 weights; Q4_K_M ~4.9 GB for 8.03B; MLX at the run's
+# export.mlx.q_bits (resolved: 4 for the 8B, 8 under 1B) plus an fp16 scale and bias per group.
+ARTIFACT_BYTES_PER_PARAM = {"merged": lambda mlx: 2.0, "gguf": lambda mlx: 0.61,
+                            "mlx_q4": lambda mlx: mlx.q_bits / 8 + 4 / mlx.group_size}
 # LoRA r16 on q/k/v/o of Llama-3.1-8B: 13.6M params (0.17%), 55 MB as saved (fp32).
 ADAPTER_BYTES_PER_PARAM_AT_R16 = 55e6 / 8.03e9
 
@@ -86,7 +88,7 @@ def _export(cfg, outputs, gpu, params):
     formats = [f for f, on in cfg.export.formats.items() if on and f in ARTIFACT_BYTES_PER_PARAM]
     if params is None:
         return None, None, "model.params_b unset: no estimate"
-    download = sum(params * 1e9 * ARTIFACT_BYTES_PER_PARAM[f] for f in formats)
+    download = sum(params * 1e9 * ARTIFACT_BYTES_PER_PARAM[f](cfg.export.mlx) for f in formats)
     # Merge + convert + quantize each write ~2 bytes/param at ~1 GB/s; parity: a few drafts each.
     minutes = params * 2 / 60 * (1 + len(formats)) + len(formats) * cfg.export.parity_probes * 0.5
     return minutes, download, f"formats {', '.join(formats) or 'none'} (estimate)"
