@@ -20,7 +20,6 @@ import shutil
 from pathlib import Path
 
 from voicetune.chat import IGNORE
-from voicetune.packing import PackedCollator, weighted_schedule
 
 OPTIMIZER_FILE, ADAPTER_FILE, STATE_FILE = "optimizer.safetensors", "adapters.safetensors", "trainer_state.json"
 KEEP_CHECKPOINTS = 2  # the Trainer path's save_total_limit
@@ -29,16 +28,10 @@ KEEP_CHECKPOINTS = 2  # the Trainer path's save_total_limit
 def make_trainer(cfg, model, tokenizer, train_ex, valid_ex, weights, out: Path, callbacks, pack: bool = False,
                  wandb: bool = False):
     """An MlxTrainer over the same rows, arguments and callbacks as trainer.make_trainer's."""
-    from voicetune.stages.train.trainer import _rows, training_args
+    from voicetune.stages.train.trainer import shared_inputs
 
-    t = cfg.train
-    rows = _rows(train_ex, weighted_schedule(weights, t.epochs, t.seed), t, pack)
-    valid_rows = _rows(valid_ex, list(range(len(valid_ex))), t, pack)
-    steps = max(1, len(rows) // (t.batch_size * t.grad_accum))
-    args = training_args(cfg, out, steps, wandb)
-    return MlxTrainer(cfg, model, tokenizer, args, callbacks,
-                      train=(PackedCollator(train_ex, tokenizer.pad_token_id, t.seq_len), rows),
-                      valid=(PackedCollator(valid_ex, tokenizer.pad_token_id, t.seq_len), valid_rows))
+    args, train, valid = shared_inputs(cfg, tokenizer, train_ex, valid_ex, weights, out, pack, wandb)
+    return MlxTrainer(cfg, model, tokenizer, args, callbacks, train=train, valid=valid)
 
 
 def _batches(rows: list[list[int]], size: int) -> list[list[list[int]]]:

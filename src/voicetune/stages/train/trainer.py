@@ -82,18 +82,24 @@ def _accelerated() -> bool:
 def make_trainer(cfg, model, tokenizer, train_ex, valid_ex, weights, out: Path, callbacks, pack: bool = True,
                  wandb: bool = False):
     """A Trainer over packed rows (or length-grouped single examples): weighted draws for train, each valid example once."""
-    t = cfg.train
     model.config.use_cache = False  # packed rows rely on the cache being off (see PackedCollator)
-    schedule = weighted_schedule(weights, t.epochs, t.seed)
-    rows = _rows(train_ex, schedule, t, pack)
-    valid_rows = _rows(valid_ex, list(range(len(valid_ex))), t, pack)
-    collator = PackedCollator(train_ex, tokenizer.pad_token_id, t.seq_len)
-    eval_collator = PackedCollator(valid_ex, tokenizer.pad_token_id, t.seq_len)
-    steps = max(1, len(rows) // (t.batch_size * t.grad_accum))
-    trainer = PackedTrainer(model=model, args=training_args(cfg, out, steps, wandb), train_dataset=rows,
-                            eval_dataset=valid_rows, data_collator=collator, callbacks=callbacks)
+    args, (collator, rows), (eval_collator, valid_rows) = shared_inputs(cfg, tokenizer, train_ex, valid_ex, weights,
+                                                                        out, pack, wandb)
+    trainer = PackedTrainer(model=model, args=args, train_dataset=rows, eval_dataset=valid_rows,
+                            data_collator=collator, callbacks=callbacks)
     trainer.eval_collator = eval_collator
     return trainer
+
+
+def shared_inputs(cfg, tokenizer, train_ex, valid_ex, weights, out: Path, pack: bool, wandb: bool):
+    """What every backend's trainer is built from: TrainingArguments, (collator, rows) for train (weighted
+    draws) and for valid (each example once)."""
+    t = cfg.train
+    rows = _rows(train_ex, weighted_schedule(weights, t.epochs, t.seed), t, pack)
+    valid_rows = _rows(valid_ex, list(range(len(valid_ex))), t, pack)
+    steps = max(1, len(rows) // (t.batch_size * t.grad_accum))
+    return (training_args(cfg, out, steps, wandb), (PackedCollator(train_ex, tokenizer.pad_token_id, t.seq_len), rows),
+            (PackedCollator(valid_ex, tokenizer.pad_token_id, t.seq_len), valid_rows))
 
 
 def _rows(examples: list[dict], schedule: list[int], t, pack: bool) -> list[list[int]]:
