@@ -109,14 +109,16 @@ def run(ctx) -> dict:
     train = read_jsonl(inputs["dataset"] / "train.jsonl")
     refs = [reference(r) for r in heldout]
     boot = Boot(cfg.eval.n_boot, cfg.eval.seed)
-    author = metrics.style_signals(sorted({reference(r) for r in train}))
+    authored = sorted({reference(r) for r in train})  # each training passage once, whatever its rough styles
+    author = metrics.style_signals(authored)
     # Trained on the training papers only, checked on every held-out passage and its drafts.
     judge = voice.judge(train, valid_all + heldout, cfg.eval.likeness_min_auc, cfg.eval.seed)
-    copies = voice.CopyIndex(sorted({reference(r) for r in train}))
+    copies = voice.CopyIndex(authored)
     rows = {"rough": voice.draft_rows([draft(r) for r in heldout], heldout, judge, None),
             "reference": voice.draft_rows(refs, heldout, judge, copies)}
-    report = {"models": {}, "author": author, "placement": {"device": str(model.device), "dtype": str(model.dtype)}, "samples": [dict(id=r["id"], shape=r["shape"], section=r["section"],
-              rough=user_turn(r), reference=ref, outputs={}) for r, ref in zip(heldout, refs)]}
+    report = {"models": {}, "author": author, "placement": {"device": str(model.device), "dtype": str(model.dtype)},
+              "samples": [dict(id=r["id"], shape=r["shape"], section=r["section"], rough=user_turn(r), reference=ref,
+                               outputs={}) for r, ref in zip(heldout, refs)]}
     for name in ("tuned", "base"):
         with _adapter(model, enabled=name == "tuned"):
             losses = _losses(cfg, model, tok, ends, valid, heldout)
