@@ -17,7 +17,8 @@ from voicetune.stages import STAGES, export
 from voicetune.stages.export.gguf import ollama_template, read_modelfile, render_ollama
 from voicetune.stages.export.lmstudio import install, target_dir
 from voicetune.stages.export.merged import persona_template, portable_tokenizer_config
-from voicetune.stages.export.parity import by_shape, compare_renderings, failed_lines, leaks, markdown, summary
+from voicetune.stages.export.parity import (by_shape, compare_renderings, drafts_for, failed_lines, leaks, markdown,
+                                            summary)
 from voicetune.rewrite import length_warnings, prompt_for, read_draft
 from voicetune.serve import find_artifact
 
@@ -103,6 +104,8 @@ def test_export_options_add_up(cfg_factory):
     ("export.name=my/model", "export.name='my/model': letters, digits"),
     ("export.mlx.q_bits=5", "export.mlx.q_bits=5: allowed: 2, 3, 4, 6, 8"),
     ("export.parity_min_stop_rate=1.5", "export.parity_min_stop_rate=1.5: a share of drafts, in [0, 1]"),
+    ("export.parity_slow_probes=0", "export.parity_slow_probes=0: must be >= 1"),
+    ("eval.batch_size=0", "eval.batch_size=0: must be >= 1"),
 ])
 def test_bad_export_options_name_the_key(override, message):
     with pytest.raises(UserError, match=None) as err:
@@ -311,3 +314,21 @@ def test_compute_modal_exports_remotely_and_installs_lm_studio_here(cfg_factory,
     delivered = deliver(Context(view(cfg, spec.deliver_reads), {}, out, services))
     assert delivered == {"lmstudio": str(tmp_path / "lms/voicetune/jane-voice"), "from": "gguf"}
     assert (tmp_path / "lms/voicetune/jane-voice/m-q8_0.gguf").is_file()
+
+
+def test_a_slow_runtime_generates_the_drafts_with_the_smallest_caps_and_parity_md_says_so(cfg_factory):
+    class Runtime:
+        def __init__(self, slow):
+            self.slow = slow
+
+    export_cfg = cfg_factory([]).export
+    limits = [90, 300, 60, 250]  # sentence, paragraph, sentence, paragraph: by_shape's order
+    assert drafts_for(Runtime(False), limits, export_cfg) == [0, 1, 2, 3]
+    assert drafts_for(Runtime(True), limits, export_cfg) == [0, 2]  # the two sentences, in panel order
+    assert drafts_for(Runtime(True), limits[:2], export_cfg) == [0, 1]  # a panel no bigger: all of it
+    assert drafts_for(Runtime(True), limits, cfg_factory(["export.parity_slow_probes=3"]).export) == [0, 2, 3]
+    row = {"runtime": "mlx-lm", "artifact": "mlx (mlx_q4)", "prompt": "identical", "default_persona": "identical",
+           "conversation": "identical", "leaks": [], "stopped": 1, "probes": 2, "stop_rate": 0.5, "of_panel": 4}
+    table = markdown([row], summary([row], 0.5))
+    assert "| mlx (mlx_q4) | mlx-lm | identical | identical | identical | 1 | 2 | 0.5 |" in table
+    assert "mlx-lm generated 2 of the 4 drafts, those with the smallest caps: mlx[cpu] without Metal" in table

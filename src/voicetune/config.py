@@ -311,6 +311,10 @@ class EvalConfig:
     # runaway is cheap to spot.
     cap_ratio: float = 1.5
     cap_extra: int = 8
+    # Drafts generated together by the eval stage (sorted by cap, so a batch's rows have similar
+    # caps). On 2 CPU cores a 135M model writes 72 tok/s in batches of 8 against 50 in batches of
+    # 4 (same 8 rows x 120 tokens, 2026-12-02); a GPU takes more.
+    batch_size: int = 8
     # Author-likeness (voicetune.voice) is reported only if its classifier ranks the held-out
     # papers' passages above their drafts with at least this ROC AUC. 0.7 is the usual floor of
     # "acceptable" discrimination (Hosmer & Lemeshow); below it a random author passage
@@ -380,6 +384,12 @@ class ExportConfig:
     # and that a broken one does not (MLX 4-bit of the 135M: 1 of 4; 0 of 2 before, on the probe
     # panel). 0 checks templates and leaks only.
     parity_min_stop_rate: float = 0.5
+    # Drafts a runtime that is slow here generates (mlx[cpu] on Linux: one core, reference BLAS,
+    # ~9 tok/s for prompt and reply): the ones with the smallest caps. On the default run the 4
+    # drafts took mlx-lm 143 s of the 240 s export stage (2026-12-02); its 2 sentences ~40 s.
+    # They still show a broken quantization: MLX 4-bit of the 135M recited the instruction on the
+    # first sentence. On a Mac (Metal) mlx-lm takes the whole panel.
+    parity_slow_probes: int = 2
 
 
 @dataclass
@@ -526,6 +536,8 @@ def _validate_export(export: DictConfig) -> None:
         _fail("export.name", export.name, "letters, digits, '.', '_' and '-' only (it names folders)")
     if export.parity_probes < 0:
         _fail("export.parity_probes", export.parity_probes, "must be >= 0")
+    if export.parity_slow_probes < 1:
+        _fail("export.parity_slow_probes", export.parity_slow_probes, "must be >= 1")
     if not 0 <= export.parity_min_stop_rate <= 1:
         _fail("export.parity_min_stop_rate", export.parity_min_stop_rate, "a share of drafts, in [0, 1]")
 
@@ -534,6 +546,8 @@ def _validate_eval(ev: DictConfig) -> None:
     for key in ("samples_per_shape", "loss_records", "panel_size", "cap_extra"):
         if ev[key] < 0:
             _fail(f"eval.{key}", ev[key], "must be >= 0")
+    if ev.batch_size < 1:
+        _fail("eval.batch_size", ev.batch_size, "must be >= 1")
     for shape, n in ev.panel.items():
         if n < 0:
             _fail(f"eval.panel.{shape}", n, "must be >= 0")

@@ -43,14 +43,14 @@ STAGES = {spec.name: spec for spec in [
               tracked=True),
     StageSpec("eval", "voicetune.stages.eval:run", needs=("train", "dataset", "heldout"),
               reads=("model", "data.seed", "eval.loss_records", "eval.likeness_min_auc", "eval.n_boot",
-                     "eval.seed", "train.seq_len", "train.batch_size") + CAPS,
+                     "eval.seed", "eval.batch_size", "train.seq_len", "train.batch_size") + CAPS,
               tracked=True),
     # The model card in each artifact folder summarises the dataset and the eval; parity rewrites
     # held-out drafts.
     StageSpec("export", "voicetune.stages.export:run", needs=("train", "heldout", "dataset", "eval"),
               reads=("export.formats", "export.name", "export.dtype", "export.gguf", "export.mlx",
-                     "export.parity_probes", "export.parity_min_stop_rate", "export.lmstudio.source", "train.backend",
-                     "train.precision", "train.seq_len")
+                     "export.parity_probes", "export.parity_slow_probes", "export.parity_min_stop_rate",
+                     "export.lmstudio.source", "train.backend", "train.precision", "train.seq_len")
               + CHAT + CAPS,
               check="voicetune.stages.export:check",
               deliver="voicetune.stages.export.lmstudio:deliver",

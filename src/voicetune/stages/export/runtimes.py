@@ -157,9 +157,11 @@ class Mlx:
     generates = True
 
     def __init__(self, path: Path):
+        import mlx.core as mx
         import mlx_lm
 
         self.name, self.artifact = "mlx-lm", f"mlx ({path.name})"
+        self.slow = not mx.metal.is_available()  # mlx[cpu]: one core, reference BLAS (parity.drafts_for)
         self.model, self.tokenizer = mlx_lm.load(str(path))
 
     def render(self, messages: list[dict]) -> list[int]:
