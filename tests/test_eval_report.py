@@ -72,3 +72,36 @@ def test_console_table_shows_intervals_and_the_paired_column(report, capsys, mon
     out = capsys.readouterr().out
     assert "tuned - base" in out and "author-likeness (mean)" in out and "[1.000, 1.000]" in out
     assert "held-out AUC 1.000" in out
+
+
+def test_the_tuned_model_runs_merged_on_fp32_and_the_weights_come_back():
+    """eval._weights: base = adapter off; tuned on fp32 = adapter merged (same logits), unmerged on exit."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2))
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                                            init_lora_weights=False)).eval()  # random B: the adapter moves the logits
+    ids = torch.randint(0, 64, (2, 12))
+
+    def logits():
+        with torch.no_grad():
+            return model(input_ids=ids).logits
+
+    tuned, weights = logits(), {k: v.clone() for k, v in model.state_dict().items()}
+    with model.disable_adapter():
+        plain = logits()
+    assert (tuned - plain).abs().max() > 1e-2
+    with eval_stage._weights(model, "tuned"):
+        assert any(m.merged for m in model.modules() if hasattr(m, "merged"))
+        assert torch.allclose(logits(), tuned, atol=1e-5)
+    with eval_stage._weights(model, "base"):
+        assert torch.allclose(logits(), plain, atol=1e-6)
+    assert not any(m.merged for m in model.modules() if hasattr(m, "merged"))
+    assert all(torch.allclose(v, weights[k], atol=1e-6) for k, v in model.state_dict().items())
+    model.half()  # half precision: the adapter stays apart
+    with eval_stage._weights(model, "tuned"):
+        assert not any(m.merged for m in model.modules() if hasattr(m, "merged"))

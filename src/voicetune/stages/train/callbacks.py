@@ -79,6 +79,8 @@ class ProbeCallback(TrainerCallback):
         self.end_ids = [tokenizer.convert_tokens_to_ids(t) for t in end_tokens]
 
     def on_evaluate(self, args, state, control, **kwargs):
+        if not self.probes:  # eval.panel_size=0: eval loss only
+            return
         refs = [reference(p) for p in self.probes]
         outs = self.trainer.generate(self.tokenizer, [p["messages"] for p in self.probes], self.caps, self.end_ids)
         rows = [self._row(state.global_step, p, ref, o) for p, ref, o in zip(self.probes, refs, outs)]
