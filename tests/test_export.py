@@ -2,6 +2,7 @@
 bad input, rewrite warnings and artifact lookup. The real artifacts are tested in test_export_e2e."""
 
 import json
+from pathlib import Path
 
 import pytest
 from jinja2 import Environment
@@ -172,6 +173,33 @@ def test_lmstudio_install_is_complete_and_refuses_a_foreign_folder(cfg_factory, 
     with pytest.raises(UserError, match="jane-voice exists"):
         run(cfg, tmp_path / "run")  # ... refused before any stage of the run computes
     assert not (cache / "stages").exists()
+
+
+def test_lmstudio_does_not_install_an_artifact_that_failed_parity_unless_asked(cfg_factory, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from voicetune.pipeline import print_run
+    from voicetune.stages.export.lmstudio import deliver
+
+    out = tmp_path / "run/export"
+    out.mkdir(parents=True)
+    (out / "gguf").symlink_to(fake_artifact(tmp_path), target_is_directory=True)
+    (out / "artifacts.json").write_text(json.dumps({"gguf": {"key": "k1", "folder": "gguf"}}))
+    why = "llama.cpp (m-q8_0.gguf) stopped on 0/4 drafts (stop rate 0.00 < export.parity_min_stop_rate 0.5)"
+    parity = {"summary": {"failed": {"gguf (m-q8_0.gguf)": why, "mlx (mlx_q4)": "x"}}}
+    (out / "parity.json").write_text(json.dumps(parity))
+    args = [f"export.lmstudio.models_dir={tmp_path}/lms/models", "export.name=jane-voice", "export=[gguf,lmstudio]",
+            "export.lmstudio.source=gguf"]
+    delivered = deliver(SimpleNamespace(cfg=cfg_factory(args), out=out))
+    assert delivered["refused"].startswith(f"LM Studio: {out / 'gguf'} not installed, gguf (m-q8_0.gguf) FAILED")
+    assert not (tmp_path / "lms/models/voicetune/jane-voice").exists()
+    print_run({"stages": [{"name": "export", "status": "miss", "metrics": {}, "delivered": delivered}]}, tmp_path)
+    assert "export: LM Studio:" in capsys.readouterr().err
+    forced = deliver(SimpleNamespace(cfg=cfg_factory([*args, "export.lmstudio.even_if_failed=true"]), out=out))
+    assert Path(forced["lmstudio"]) == tmp_path / "lms/models/voicetune/jane-voice"
+    parity["summary"]["failed"].pop("gguf (m-q8_0.gguf)")  # only MLX failed: the GGUF install goes ahead
+    (out / "parity.json").write_text(json.dumps(parity))
+    assert "lmstudio" in deliver(SimpleNamespace(cfg=cfg_factory(args), out=out))
 
 
 def fake_adapter(tmp_path):

@@ -85,8 +85,7 @@ def test_every_runtime_renders_the_training_prompt_and_nothing_leaks(e2e_run):
         assert row["conversation"] == ("n/a" if row["runtime"] == "ollama Modelfile" else "identical")
         if row["runtime"] not in render_only:
             assert row["probes"] == 1 and row["leaks"] == [] and row["replies"][0]["finish"] in ("stop", "length")
-            # A 2-step model may not stop yet: the gate follows the stop rate, nothing else failed.
-            assert row["gate"] == ("pass" if row["stopped"] == 1 else "FAILED"), row
+            assert row["gate"] == "pass", row  # export.parity_min_stop_rate=0: templates and leaks only
         else:
             assert "probes" not in row and row["gate"] == "pass"
     summary = table["summary"]

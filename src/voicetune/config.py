@@ -360,6 +360,9 @@ class LmStudioExport:
     models_dir: str = "~/.lmstudio/models"
     publisher: str = "voicetune"
     source: LmStudioSource = LmStudioSource.auto  # mlx on macOS when built, else gguf
+    # An artifact that failed parity (it does not stop, leaks template tokens or renders another
+    # prompt) is not installed: the run says so in one line. true installs it anyway.
+    even_if_failed: bool = False
 
 
 @dataclass

@@ -301,6 +301,8 @@ def print_run(manifest: dict, run_dir: Path) -> None:
     for s in manifest["stages"]:  # what a stage built but marked failed (export: parity), one line each
         for line in (s.get("metrics") or {}).get("failed", []):
             console.print(f"[red]{s['name']}[/]: {line}", soft_wrap=True)
+        if (s.get("delivered") or {}).get("refused"):
+            console.print(f"[red]{s['name']}[/]: {s['delivered']['refused']}", soft_wrap=True)
     done = {s["name"] for s in manifest["stages"] if s["status"] in ("hit", "miss")}
     if "dataset" in done:
         console.print(f"pairs viewer:   voicetune view {run_dir}")

@@ -46,8 +46,24 @@ def deliver(ctx) -> dict:
     if not asked(ctx.cfg):
         return {}
     source = lmstudio_source(ctx.cfg)
+    failed = failed_parity(ctx.out, source)
+    if failed and not ctx.cfg.export.lmstudio.even_if_failed:
+        return {"refused": f"LM Studio: {ctx.out / source} not installed, {'; '.join(failed)} FAILED parity "
+                           "(export/parity.md says why; export.lmstudio.even_if_failed=true installs it anyway)",
+                "from": source}
     built = read_json(ctx.out / "artifacts.json")
     return {"lmstudio": str(install(ctx.cfg, ctx.out / source, built[source]["key"])), "from": source}
+
+
+# How parity names the artifacts of each format LM Studio can install from.
+PARITY_NAMES = {"gguf": "gguf (", "mlx_q4": "mlx ("}
+
+
+def failed_parity(export_dir: Path, source: str) -> list[str]:
+    """The artifacts of `source` that parity failed (none when parity did not run)."""
+    table = export_dir / "parity.json"
+    failed = read_json(table)["summary"]["failed"] if table.is_file() else {}
+    return sorted(name for name in failed if name.startswith(PARITY_NAMES[source]))
 
 
 def install(cfg, source: Path, key: str) -> Path:
