@@ -18,8 +18,8 @@ from voicetune.stages import STAGES, export
 from voicetune.stages.export.gguf import ollama_template, read_modelfile, render_ollama
 from voicetune.stages.export.lmstudio import install, target_dir
 from voicetune.stages.export.merged import persona_template, portable_tokenizer_config
-from voicetune.stages.export.parity import (by_shape, compare_renderings, drafts_for, failed_lines, leaks, markdown,
-                                            summary)
+from voicetune.stages.export.parity import (by_shape, compare_renderings, drafts_for, eval_replies, failed_lines, leaks,
+                                            markdown, summarize, summary)
 from voicetune.rewrite import length_warnings, prompt_for, read_draft
 from voicetune.serve import find_artifact
 
@@ -360,3 +360,18 @@ def test_a_slow_runtime_generates_the_drafts_with_the_smallest_caps_and_parity_m
     table = markdown([row], summary([row], 0.5))
     assert "| mlx (mlx_q4) | mlx-lm | identical | identical | identical | 1 | 2 | 0.5 |" in table
     assert "mlx-lm generated 2 of the 4 drafts, those with the smallest caps: mlx[cpu] without Metal" in table
+
+
+def test_the_adapter_row_reuses_the_eval_stages_replies_only_under_the_same_caps(tmp_path):
+    panel = [{"id": "a", "shape": "sentence"}, {"id": "b", "shape": "paragraph"}]
+    outputs = {"a": {"text": "One.", "raw": "One.", "ended": True, "tokens": 3, "cap": 40},
+               "b": {"text": "Two <|im_end|>", "raw": "Two <|im_end|>", "ended": False, "tokens": 90, "cap": 90}}
+    samples = [{"id": i, "outputs": {"tuned": o, "base": {}}} for i, o in outputs.items()]
+    (tmp_path / "eval.json").write_text(json.dumps({"samples": samples}))
+    replies = eval_replies({"eval": tmp_path}, panel, [40, 90])
+    assert [(r["finish"], r["tokens"]) for r in replies] == [("stop", 3), ("length", 90)]
+    row = summarize(replies, ["One.", "Two."], ["<|im_end|>"])
+    assert (row["stopped"], row["probes"], row["tokens_per_s"], row["leaks"]) == (1, 2, None, ["<|im_end|>"])
+    assert eval_replies({"eval": tmp_path}, panel, [40, 91]) is None  # another cap: generate again
+    assert eval_replies({"eval": tmp_path}, panel + [{"id": "c", "shape": "section"}], [40, 90, 300]) is None
+    assert eval_replies({"eval": tmp_path / "none"}, panel, [40, 90]) is None

@@ -120,19 +120,21 @@ def run(ctx) -> dict:
     report = {"models": {}, "author": author, "placement": {"device": str(model.device), "dtype": str(model.dtype)},
               "samples": [dict(id=r["id"], shape=r["shape"], section=r["section"], rough=user_turn(r), reference=ref,
                                outputs={}) for r, ref in zip(heldout, refs)]}
-    generated = {}
+    generated, limits = {}, caps(tok, refs, cfg.eval)
     for name in ("base", "tuned"):  # base first, on the weights as loaded
         with _weights(model, name):
             generated[name] = (_losses(cfg, model, tok, ends, valid, heldout),
-                               generate(model, tok, [r["messages"] for r in heldout], caps(tok, refs, cfg.eval),
-                                        end_ids, cfg.eval.batch_size, desc=f"eval {name}: {len(heldout)} drafts"))
+                               generate(model, tok, [r["messages"] for r in heldout], limits, end_ids,
+                                        cfg.eval.batch_size, desc=f"eval {name}: {len(heldout)} drafts"))
     for name in ("tuned", "base"):
         losses, outs = generated[name]
         report["models"][name], samples = model_report(outs, heldout, author, losses, boot)
         rows[name] = voice.draft_rows([o["text"] for o in outs], heldout, judge, copies)
         voice.add_moved(rows[name], rows["rough"], rows["reference"])
-        for row, out_, sample in zip(report["samples"], outs, samples):
-            row["outputs"][name] = {"text": out_["text"], "ended": out_["ended"],
+        for row, out_, sample, cap in zip(report["samples"], outs, samples, limits):
+            # raw, tokens and cap: parity reuses the tuned replies as its adapter row
+            row["outputs"][name] = {"text": out_["text"], "ended": out_["ended"], "raw": out_["raw"],
+                                    "tokens": out_["tokens"], "cap": cap,
                                     **{k: v for k, v in sample.items() if k != "chrf_stats"}}
         for row, sample in zip(rows[name], samples):
             row.update(length_ratio=sample["length_ratio"], chrf_stats=sample["chrf_stats"])

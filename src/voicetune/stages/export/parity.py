@@ -54,7 +54,11 @@ def check(cfg, tok, inputs: dict[str, Path], adapter: Path, artifacts: dict[str,
         console.print(f"parity: {runtime.name}")
         row = {"artifact": runtime.artifact, "runtime": runtime.name}
         row.update(compare_renderings(runtime, panel[0]["messages"], expected))
-        if runtime.generates and cfg.export.parity_probes:
+        reused = eval_replies(inputs, panel, limits) if runtime.artifact == "adapter" else None
+        if reused and cfg.export.parity_probes:
+            row.update(summarize(reused, refs, markers), replies_from="eval")
+            row["replies"] = [{"draft": p["id"], "shape": p["shape"], **r} for p, r in zip(panel, reused)]
+        elif runtime.generates and cfg.export.parity_probes:
             take = drafts_for(runtime, limits, cfg.export)
             replies = runtime.generate([convs[i] for i in take], [limits[i] for i in take])
             row.update(summarize(replies, [refs[i] for i in take], markers))
@@ -68,6 +72,23 @@ def check(cfg, tok, inputs: dict[str, Path], adapter: Path, artifacts: dict[str,
     (out / "parity.md").write_text(markdown(rows, table["summary"]))
     print_table(rows, table["summary"], console)
     return table
+
+
+def eval_replies(inputs: dict[str, Path], panel: list[dict], limits: list[int]) -> list[dict] | None:
+    """The eval stage's tuned replies to the panel's drafts under the same caps, or None.
+
+    The eval stage generated them with the adapter under transformers + peft, greedily: the
+    adapter's row, which parity would otherwise generate again (25 s of the default run's export).
+    """
+    path = Path(inputs["eval"]) / "eval.json" if inputs.get("eval") else None
+    if path is None or not path.is_file():
+        return None
+    tuned = {s["id"]: s["outputs"].get("tuned") for s in json.loads(path.read_text())["samples"]}
+    found = [tuned.get(p["id"]) for p in panel]
+    if any(o is None or o.get("cap") != cap or "tokens" not in o for o, cap in zip(found, limits)):
+        return None
+    return [{"text": o["text"], "raw": o["raw"], "finish": "stop" if o["ended"] else "length", "tokens": o["tokens"],
+             "seconds": None} for o in found]
 
 
 def drafts_for(runtime, limits: list[int], export) -> list[int]:
@@ -143,7 +164,8 @@ def summarize(replies: list[dict], refs: list[str], markers: list[str]) -> dict:
     stopped = sum(r["finish"] == "stop" for r in replies)
     return {"probes": len(replies), "stopped": stopped, "stop_rate": round(stopped / max(1, len(replies)), 3),
             "length_ratio_median": round(statistics.median(ratios), 3), "leaks": sorted(set(leaked)),
-            "tokens_per_s": round(sum(r["tokens"] for r in replies) / max(1e-9, sum(r["seconds"] for r in replies)), 1)}
+            "tokens_per_s": None if any(r["seconds"] is None for r in replies) else
+            round(sum(r["tokens"] for r in replies) / max(1e-9, sum(r["seconds"] for r in replies)), 1)}
 
 
 RENDERINGS = ("prompt", "default_persona", "conversation")
@@ -200,6 +222,8 @@ def markdown(rows: list[dict], result: dict) -> str:
                    + " |\n" for r in rows)
     gate = (f"\nGate: identical templates, no leaked template token, an end token before the cap on at least "
             f"{result['min_stop_rate']} of the drafts.\n\n")
+    gate += "".join(f"{r['runtime']}: the eval stage's replies to these drafts (same adapter, same caps), not "
+                    "generated again.\n\n" for r in rows if r.get("replies_from") == "eval")
     gate += "".join(f"{r['runtime']} generated {r['probes']} of the {r['of_panel']} drafts, those with the smallest "
                     f"caps: {SLOW_NOTE}\n\n" for r in rows if "of_panel" in r)
     verdicts = "".join(f"- **{line}**\n" for line in failed_lines(result)) or "- every artifact passed\n"
@@ -209,6 +233,8 @@ def markdown(rows: list[dict], result: dict) -> str:
 def _cell(value) -> str:
     if isinstance(value, list):
         return ", ".join(value) or "none"
+    if value is None:
+        return "-"
     return str(value) if value != "" else "not run here"
 
 
@@ -225,7 +251,7 @@ def print_table(rows: list[dict], result: dict, console) -> None:
         stopped += f" (of {r['of_panel']})" if "of_panel" in r else ""
         gate = "pass" if r["gate"] == "pass" else "[red]FAILED[/]"
         table.add_row(r["runtime"], template, stopped, str(r.get("length_ratio_median", "-")),
-                      _cell(r.get("leaks", "-")), str(r.get("tokens_per_s", "-")), gate)
+                      _cell(r.get("leaks", "-")), _cell(r.get("tokens_per_s")), gate)
     console.print(table)
     for line in failed_lines(result):
         console.print(f"[red]parity[/]: {line}", soft_wrap=True)
