@@ -57,7 +57,8 @@ def test_members_are_compared_per_draft_with_one_classifier(tmp_path):
     member(tmp_path, "1_shape_mix", held, writes_author=True, runs_away=False)
     md = table_module().main([str(tmp_path)])
     assert "Members: 0_sentence, 1_shape_mix." in md and "74,000 in 36 steps" in md
-    assert "held-out ROC AUC 1.0 (usable)" in md and "30 author passages vs 30 drafts" in md  # both splits, each passage once
+    assert "held-out ROC AUC 1.0 (usable)" in md
+    assert "30 author passages vs 30 drafts" in md  # both members' splits, each passage once
     rows = {tuple(c.strip() for c in line.split("|")[1:4]): line for line in md.splitlines() if line.startswith("| ")}
     # Every sentence-member output runs away and copies the draft; the other writes the author's text.
     assert "| 1.00 [1.00, 1.00] | yes |" in rows[("all", "12", "runaway")]

@@ -93,7 +93,8 @@ def test_every_runtime_renders_the_training_prompt_and_nothing_leaks(e2e_run):
     assert "| adapter | transformers+peft | identical |" in (run_dir / "export/parity.md").read_text()
     adapter = table["rows"][0]  # the eval stage's tuned replies to the same draft under the same cap
     tuned = {s["id"]: s["outputs"]["tuned"] for s in json.loads((run_dir / "eval/eval.json").read_text())["samples"]}
-    assert adapter["replies_from"] == "eval" and adapter["replies"][0]["text"] == tuned[adapter["replies"][0]["draft"]]["text"]
+    reply = adapter["replies"][0]
+    assert adapter["replies_from"] == "eval" and reply["text"] == tuned[reply["draft"]]["text"]
 
 
 def test_lmstudio_folder_holds_the_gguf_and_the_persona(e2e_run):
