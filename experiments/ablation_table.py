@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from voicetune import metrics, voice
 from voicetune.compare import find_runs
 from voicetune.intervals import Boot, mean, median, paired_mean, paired_median, paired_pooled, pooled
-from voicetune.records import read_jsonl
+from voicetune.records import read_jsonl, reference
 
 SHAPES = ("sentence", "paragraph", "section", "abstract")
 
@@ -99,19 +99,19 @@ def main(paths: list[str]) -> str:
         sys.exit("ablation_table: the members rewrote different held-out drafts; not like for like")
     ev = members[0]["cfg"].eval
     boot = Boot(ev.n_boot, ev.seed)
-    judge = voice.judge(members[0]["train"] + members[1]["train"], members[0]["heldout"], ev.likeness_min_auc,
-                        ev.seed)
+    both = members[0]["train"] + members[1]["train"]
+    judge = voice.judge(both, members[0]["heldout"], ev.likeness_min_auc, ev.seed)
     per = [rows_of(m, judge) for m in members] + [rows_of(members[0], judge, "base")]  # one base for both
     names = [m["name"] for m in members] + ["base (no adapter)"]
     card = judge.card()
-    author = members[0]["report"]["author"]
+    author = metrics.style_signals(sorted({reference(r) for r in both}))  # each training passage once
     lines = [f"Members: {', '.join(m['name'] for m in members)}. Training tokens (run.json): "
              + ", ".join(f"{m['name']} {m['train_metrics'].get('real_tokens', 0):,} in "
                          f"{m['train_metrics'].get('steps', '?')} steps" for m in members) + ".",
              f"One likeness classifier for both (training records of both members): "
              f"{card['trained_on']['author']} author passages vs {card['trained_on']['drafts']} drafts; "
              f"held-out ROC AUC {card['auc']} ({'usable' if card['usable'] else card['reason']}).",
-             f"The author's own text (training papers): clichés {author['cliches_per_1k']:.2f} / 1k words, "
+             f"The author's own text (the training papers' passages): clichés {author['cliches_per_1k']:.2f} / 1k words, "
              f"hedges {author['hedging_per_1k']:.2f} / 1k.", ""]
     head = ["shape", "n", "measure", *names, f"{names[0]} - {names[1]} (paired)", "interval excludes 0"]
     if [s["outputs"]["base"]["text"] for s in members[0]["report"]["samples"]] != [
