@@ -41,7 +41,9 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 
 
 # The end-to-end run shared by test_train_e2e and test_export_e2e: 2 training steps, then every
 # export format, LM Studio into the temp dir, one parity probe per runtime.
-E2E = ["train.max_steps=2", "train.eval_steps=2", "train.save_steps=2", "eval.loss_records=4",
+# eval=default: the 4-probe panel (2 paragraphs, a section, an abstract) that the tests check at
+# every training eval; the default run's eval=quick keeps only the paragraphs.
+E2E = ["eval=default", "train.max_steps=2", "train.eval_steps=2", "train.save_steps=2", "eval.loss_records=4",
        "train.batch_size=2", "train.grad_accum=1", "eval.samples_per_shape=1"]
 # The stop gate at 0: a 2-step model may not stop yet, and LM Studio installs only what passed parity
 # (the gate itself: test_parity_gate, the refused install: test_export).
